@@ -90,13 +90,13 @@ type Command struct {
 
 // Node is an engine node's registry entry, refreshed by heartbeats.
 type Node struct {
-	ID       string    `json:"id"`
-	RTMPURL  string    `json:"rtmp_url,omitempty"`
-	HTTPURL  string    `json:"http_url,omitempty"`
-	Streams  int       `json:"streams"`
-	Readers  int       `json:"readers"`
-	CPU      float64   `json:"cpu"`
-	Updated  time.Time `json:"updated"`
+	ID      string    `json:"id"`
+	RTMPURL string    `json:"rtmp_url,omitempty"`
+	HTTPURL string    `json:"http_url,omitempty"`
+	Streams int       `json:"streams"`
+	Readers int       `json:"readers"`
+	CPU     float64   `json:"cpu"`
+	Updated time.Time `json:"updated"`
 }
 
 // Message is one pub/sub delivery.
