@@ -63,4 +63,3 @@ func TestOpenBadURL(t *testing.T) {
 		t.Fatalf("error leaks password: %s", got)
 	}
 }
-
