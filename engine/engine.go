@@ -17,8 +17,8 @@ import (
 
 // Publish authorization modes.
 const (
-	// AuthOpen maps any well-formed key to the stream of the same id; for
-	// local development.
+	// AuthOpen maps keys the control plane issued to their stream and any
+	// other well-formed key to the stream of the same id; for development.
 	AuthOpen = "open"
 	// AuthKeys asks the bus (the control plane's key records).
 	AuthKeys = "keys"
@@ -29,7 +29,7 @@ type Config struct {
 	// NodeID names this engine node on the bus.
 	NodeID string `yaml:"node_id"`
 	// PublishAuth is "open" or "keys".
-	PublishAuth string `yaml:"publish_auth"`
+	PublishAuth string `yaml:"-"`
 	// AuthCacheTTL is how long a key's authorization answer is reused.
 	AuthCacheTTL time.Duration `yaml:"auth_cache_ttl"`
 	// ReaderQueueLen is the default bound of a reader's queue, in units.
@@ -55,7 +55,7 @@ func DefaultConfig() Config {
 // Validate checks the configuration; errors name the offending key.
 func (c Config) Validate() error {
 	if c.PublishAuth != AuthOpen && c.PublishAuth != AuthKeys {
-		return fmt.Errorf("engine.publish_auth: %q is neither %q nor %q", c.PublishAuth, AuthOpen, AuthKeys)
+		return fmt.Errorf("publish.auth: %q is neither %q nor %q", c.PublishAuth, AuthOpen, AuthKeys)
 	}
 	if c.ReaderQueueLen < 16 {
 		return fmt.Errorf("engine.reader_queue_len: %d is below 16", c.ReaderQueueLen)
@@ -283,9 +283,6 @@ func (e *Engine) PublishRendition(group, name string) (*Publisher, error) {
 }
 
 func (e *Engine) authorize(ctx context.Context, key string) (Grant, error) {
-	if e.conf.PublishAuth == AuthOpen {
-		return Grant{StreamID: key}, nil
-	}
 	now := time.Now()
 	e.mu.Lock()
 	c, ok := e.authCache[key]
@@ -297,6 +294,12 @@ func (e *Engine) authorize(ctx context.Context, key string) (Grant, error) {
 	if err != nil && !errors.Is(err, ErrUnknownKey) && !errors.Is(err, ErrKeyRevoked) {
 		// Bus trouble is not cached: the next attempt asks again.
 		return Grant{}, fmt.Errorf("authorize: %w", err)
+	}
+	if e.conf.PublishAuth == AuthOpen && errors.Is(err, ErrUnknownKey) {
+		// Open mode: keys the control plane issued still map to their
+		// stream (so a secret key never shows in a playback URL); any other
+		// key publishes the stream of the same name.
+		g, err = Grant{StreamID: key}, nil
 	}
 	if err == nil && !ValidKey(g.StreamID) {
 		return Grant{}, fmt.Errorf("authorize: invalid stream id %q in grant", g.StreamID)
