@@ -1,0 +1,205 @@
+package sfu
+
+import (
+	"sync"
+	"time"
+
+	"github.com/liveengine/liveengine/engine"
+)
+
+// mtu is the largest RTP payload the SFU sends: 1200 bytes keep the SRTP
+// packet inside any path MTU, TURN and TCP framing included.
+const mtu = 1200
+
+// gopCacheMax bounds the packets a feed keeps for viewers that join
+// mid-GOP; a longer GOP makes new viewers wait for the next keyframe.
+const gopCacheMax = 8192
+
+// packet is one RTP payload packetized once per stream and shared, read
+// only, by every viewer of the stream.
+type packet struct {
+	payload []byte
+	ts      uint32
+	marker  bool
+	audio   bool
+	key     bool // first packet of a video keyframe
+}
+
+// feed reads one engine stream with a single engine reader, packetizes
+// each unit once and hands the packets to every viewer of the stream.
+// Packetizing once per stream instead of once per viewer is what keeps
+// the per-viewer cost at a header rewrite and an SRTP write.
+type feed struct {
+	sfu      *SFU
+	key      string
+	stream   *engine.Stream
+	video    *engine.Track
+	videoIdx int
+	audioIdx int // Opus track, -1 if none
+	reader   *engine.Reader
+
+	mu      sync.Mutex // guards the fields below; held while fanning out a unit
+	viewers []*viewer
+	gop     []packet
+	gopOK   bool
+	refs    int
+	closed  bool
+	pkts    []packet     // scratch of one unit
+	payload []rtpPayload // scratch of one unit
+}
+
+// feed returns the shared feed of s, creating it on first use; release it
+// with releaseFeed.
+func (x *SFU) feed(s *engine.Stream) (*feed, error) {
+	x.feedsMu.Lock()
+	defer x.feedsMu.Unlock()
+	if f := x.feeds[s.ID()]; f != nil && f.stream == s {
+		f.mu.Lock()
+		f.refs++
+		f.mu.Unlock()
+		return f, nil
+	}
+	f := &feed{sfu: x, key: s.ID(), stream: s, videoIdx: -1, audioIdx: -1, refs: 1}
+	for i, t := range s.Tracks() {
+		switch {
+		case t.Codec == engine.CodecH264 && f.videoIdx < 0:
+			f.videoIdx, f.video = i, t
+		case t.Codec == engine.CodecOpus && f.audioIdx < 0:
+			f.audioIdx = i
+		}
+	}
+	r, err := s.AddReader(engine.ReaderOptions{Name: "webrtc feed " + s.ID(), Kind: "webrtc"}, f.onUnit, f.onEnd)
+	if err != nil {
+		return nil, err
+	}
+	f.reader = r
+	x.feeds[s.ID()] = f
+	return f, nil
+}
+
+func (x *SFU) releaseFeed(f *feed) {
+	x.feedsMu.Lock()
+	f.mu.Lock()
+	f.refs--
+	last := f.refs == 0
+	f.mu.Unlock()
+	if last && x.feeds[f.key] == f {
+		delete(x.feeds, f.key)
+	}
+	x.feedsMu.Unlock()
+	if last {
+		f.reader.Close()
+	}
+}
+
+// add attaches v. With replay, v first gets the cached GOP so it starts
+// at once; a viewer switching renditions joins without replay and takes
+// the next keyframe, so its timestamps never go back.
+func (f *feed) add(v *viewer, replay bool) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return false
+	}
+	if replay && f.gopOK && len(f.gop) > 0 {
+		v.write(f, f.gop)
+	}
+	f.viewers = append(f.viewers, v)
+	return true
+}
+
+func (f *feed) remove(v *viewer) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, x := range f.viewers {
+		if x == v {
+			f.viewers = append(f.viewers[:i], f.viewers[i+1:]...)
+			f.viewers[len(f.viewers):cap(f.viewers)][0] = nil
+			return
+		}
+	}
+}
+
+func (f *feed) onUnit(u *engine.Unit) {
+	switch u.Track {
+	case f.videoIdx:
+		f.onVideo(u)
+	case f.audioIdx:
+		if len(u.Payload) == 0 {
+			return
+		}
+		ts := uint32(u.PTS * 48000 / time.Second)
+		f.mu.Lock()
+		f.pkts = append(f.pkts[:0], packet{payload: u.Payload, ts: ts, marker: true, audio: true})
+		f.fanOutLocked(u, false)
+		f.mu.Unlock()
+	}
+}
+
+func (f *feed) onVideo(u *engine.Unit) {
+	var sps, pps []byte
+	if u.Key {
+		sps, pps = f.video.SPS, f.video.PPS
+		for _, n := range u.NALUs {
+			if len(n) > 0 && n[0]&0x1f == naluSPS {
+				sps, pps = nil, nil // in-band parameter sets come with the unit
+				break
+			}
+		}
+		if len(sps) == 0 || len(pps) == 0 {
+			sps, pps = nil, nil
+		}
+	}
+	// FU-A fragments need a copy with their headers; one allocation per
+	// picture, shared by every viewer. Small NAL units alias the unit.
+	var slab []byte
+	if n := fuaSize(u.NALUs, mtu); n > 0 {
+		slab = make([]byte, 0, n)
+	}
+	ts := uint32(u.PTS * 90000 / time.Second)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.payload, _ = packetizeH264(f.payload[:0], slab, u.NALUs, sps, pps, mtu)
+	f.pkts = f.pkts[:0]
+	for i, p := range f.payload {
+		f.pkts = append(f.pkts, packet{payload: p.data, ts: ts, marker: p.marker, key: u.Key && i == 0})
+	}
+	f.fanOutLocked(u, u.Key)
+}
+
+func (f *feed) fanOutLocked(u *engine.Unit, key bool) {
+	if len(f.pkts) == 0 {
+		return
+	}
+	if f.videoIdx >= 0 {
+		if key {
+			// A fresh slice: viewers replaying the old GOP hold no
+			// reference, the old one becomes garbage at once.
+			f.gop = make([]packet, 0, max(len(f.gop), 256))
+			f.gopOK = true
+		}
+		if f.gopOK {
+			if len(f.gop)+len(f.pkts) > gopCacheMax {
+				f.gopOK = false
+				f.gop = nil
+			} else {
+				f.gop = append(f.gop, f.pkts...)
+			}
+		}
+	}
+	for _, v := range f.viewers {
+		v.write(f, f.pkts)
+	}
+}
+
+func (f *feed) onEnd() {
+	f.mu.Lock()
+	f.closed = true
+	viewers := append([]*viewer(nil), f.viewers...)
+	f.viewers = nil
+	f.gop = nil
+	f.mu.Unlock()
+	for _, v := range viewers {
+		go v.feedEnded(f)
+	}
+}

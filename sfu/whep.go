@@ -1,0 +1,542 @@
+package sfu
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/liveengine/liveengine/engine"
+	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+	"github.com/valyala/fasthttp"
+)
+
+// viewer is one WHEP playback session: a peer connection with a video and
+// an audio track, fed by the feed of the rendition it watches (video) and
+// the feed of the source (Opus audio).
+type viewer struct {
+	x       *SFU
+	id      string
+	group   string
+	stream  *engine.Stream // counted as a viewer of this stream
+	pc      *webrtc.PeerConnection
+	video   *webrtc.TrackLocalStaticRTP
+	audio   *webrtc.TrackLocalStaticRTP
+	bwe     cc.BandwidthEstimator
+	pinned  bool
+	log     *slog.Logger
+	created time.Time
+
+	mu        sync.Mutex
+	cur       *feed // video comes from here
+	pending   *feed // rendition switched to at its next keyframe
+	audioFeed *feed
+	subs      []*feed // feeds this viewer holds a reference on
+	started   bool
+	closed    bool
+	vpkt      rtp.Packet
+	apkt      rtp.Packet
+	lastBWE   int64
+
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// write sends the packets of one unit that came from feed f. Called with
+// f.mu held. The packet structs are reused: nothing is allocated here.
+func (v *viewer) write(f *feed, pkts []packet) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed {
+		return
+	}
+	var n, bytes int
+	for i := range pkts {
+		p := &pkts[i]
+		if p.audio {
+			if f != v.audioFeed || v.audio == nil {
+				continue
+			}
+			v.apkt.SequenceNumber++
+			v.apkt.Timestamp = p.ts
+			v.apkt.Marker = p.marker
+			v.apkt.Payload = p.payload
+			_ = v.audio.WriteRTP(&v.apkt)
+			n++
+			bytes += len(p.payload)
+			continue
+		}
+		if v.video == nil {
+			continue
+		}
+		if f == v.pending && p.key {
+			old := v.cur
+			v.cur, v.pending, v.started = f, nil, true
+			v.log.Info("whep rendition switched", "from", old.key, "to", f.key, "bwe", v.lastBWE)
+			go v.unsubscribe(old)
+		}
+		if f != v.cur {
+			continue
+		}
+		if !v.started {
+			if !p.key {
+				continue
+			}
+			v.started = true
+		}
+		v.vpkt.SequenceNumber++
+		v.vpkt.Timestamp = p.ts
+		v.vpkt.Marker = p.marker
+		v.vpkt.Payload = p.payload
+		_ = v.video.WriteRTP(&v.vpkt)
+		n++
+		bytes += len(p.payload)
+	}
+	if n > 0 {
+		m := &v.x.tr.metrics
+		m.packetsOut.Add(uint64(n))
+		m.bytesOut.Add(uint64(bytes))
+	}
+}
+
+// subscribe takes a reference on the feed of s and attaches the viewer.
+func (v *viewer) subscribe(s *engine.Stream, replay bool) (*feed, error) {
+	v.mu.Lock()
+	for _, f := range v.subs {
+		if f.stream == s {
+			v.mu.Unlock()
+			return f, nil
+		}
+	}
+	v.mu.Unlock()
+	f, err := v.x.feed(s)
+	if err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	v.subs = append(v.subs, f)
+	v.mu.Unlock()
+	if !f.add(v, replay) {
+		return nil, fmt.Errorf("stream %q: %w", s.ID(), engine.ErrStreamNotFound)
+	}
+	return f, nil
+}
+
+// unsubscribe drops the viewer's reference on f unless f still feeds it.
+func (v *viewer) unsubscribe(f *feed) {
+	v.mu.Lock()
+	if f == v.cur || f == v.audioFeed || f == v.pending {
+		v.mu.Unlock()
+		return
+	}
+	found := false
+	for i, x := range v.subs {
+		if x == f {
+			v.subs = append(v.subs[:i], v.subs[i+1:]...)
+			found = true
+			break
+		}
+	}
+	v.mu.Unlock()
+	if found {
+		f.remove(v)
+		v.x.releaseFeed(f)
+	}
+}
+
+func (v *viewer) feedEnded(f *feed) {
+	v.mu.Lock()
+	needed := f == v.cur || f == v.audioFeed
+	if f == v.pending {
+		v.pending = nil
+	}
+	v.mu.Unlock()
+	if needed {
+		v.log.Info("whep stream ended", "stream", f.key)
+		v.close()
+		return
+	}
+	v.unsubscribe(f)
+}
+
+func (v *viewer) close() {
+	v.closeOnce.Do(func() {
+		v.mu.Lock()
+		v.closed = true
+		subs := v.subs
+		v.subs = nil
+		v.mu.Unlock()
+		close(v.done)
+		for _, f := range subs {
+			f.remove(v)
+			v.x.releaseFeed(f)
+		}
+		_ = v.pc.Close()
+		v.stream.AddViewers(-1)
+		m := &v.x.tr.metrics
+		m.PeerClosed(PeerWHEP)
+		m.tracks.Add(-int64(v.trackCount()))
+		m.bwe.Add(-v.lastBWE)
+		v.x.sessMu.Lock()
+		delete(v.x.sessions, v.id)
+		v.x.sessMu.Unlock()
+		v.log.Info("whep session closed", "duration", time.Since(v.created).Round(time.Millisecond).String())
+	})
+}
+
+func (v *viewer) trackCount() int {
+	n := 0
+	if v.video != nil {
+		n++
+	}
+	if v.audio != nil {
+		n++
+	}
+	return n
+}
+
+// readRTCP drains a sender's RTCP (the interceptors answer NACKs from it)
+// and counts the feedback.
+func (v *viewer) readRTCP(s *webrtc.RTPSender) {
+	m := &v.x.tr.metrics
+	for {
+		pkts, _, err := s.ReadRTCP()
+		if err != nil {
+			return
+		}
+		nacked, plis := countFeedback(pkts)
+		if nacked+plis > 0 {
+			m.Feedback(nacked, plis)
+		}
+	}
+}
+
+func countFeedback(pkts []rtcp.Packet) (nacked, plis int) {
+	for _, p := range pkts {
+		switch p := p.(type) {
+		case *rtcp.TransportLayerNack:
+			for _, pair := range p.Nacks {
+				nacked += len(pair.PacketList())
+			}
+		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+			plis++
+		}
+	}
+	return nacked, plis
+}
+
+// abr moves the viewer between the group's renditions from the congestion
+// controller's estimate: the best rendition whose bitrate fits in 80 % of
+// the estimate, switched at the rendition's next keyframe.
+func (v *viewer) abr() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	type sample struct {
+		bytes uint64
+		at    time.Time
+	}
+	last := map[*engine.Stream]sample{}
+	for {
+		select {
+		case <-v.done:
+			return
+		case <-t.C:
+		}
+		est := int64(v.bwe.GetTargetBitrate())
+		v.x.tr.metrics.bwe.Add(est - v.lastBWE)
+		v.mu.Lock()
+		v.lastBWE = est
+		cur, pending := v.cur, v.pending
+		v.mu.Unlock()
+		if pending != nil || cur == nil {
+			continue
+		}
+		now := time.Now()
+		var best, lowest *engine.Stream
+		var bestRate, lowRate int64
+		for _, s := range v.x.eng.Renditions(v.group) {
+			if s.VideoTrack() < 0 {
+				continue
+			}
+			rate := int64(s.Tracks()[s.VideoTrack()].Bitrate)
+			if p, ok := last[s]; ok && rate == 0 {
+				if dt := now.Sub(p.at).Seconds(); dt > 0 {
+					rate = int64(float64(s.BytesIn()-p.bytes) * 8 / dt)
+				}
+			}
+			last[s] = sample{bytes: s.BytesIn(), at: now}
+			if rate == 0 {
+				continue
+			}
+			if lowest == nil || rate < lowRate {
+				lowest, lowRate = s, rate
+			}
+			if rate*10 <= est*8 && rate > bestRate {
+				best, bestRate = s, rate
+			}
+		}
+		if best == nil {
+			best = lowest
+		}
+		if best == nil || best == cur.stream {
+			continue
+		}
+		f, err := v.subscribe(best, false)
+		if err != nil {
+			continue
+		}
+		v.mu.Lock()
+		if v.pending == nil && v.cur != f {
+			v.pending = f
+		}
+		v.mu.Unlock()
+		v.log.Info("whep rendition switch requested", "to", best.ID(), "bwe", est)
+	}
+}
+
+// resolveStream finds what /whep/ID[/RENDITION] plays. A stream id that is
+// not live but names a group (a room, a transcoded source) plays the
+// group's first rendition.
+func (x *SFU) resolveStream(id, rendition string) (*engine.Stream, bool, error) {
+	if rendition != "" {
+		s, err := x.eng.Stream(id + "/" + rendition)
+		if err != nil && rendition == "source" {
+			s, err = x.eng.Stream(id)
+		}
+		return s, true, err
+	}
+	s, err := x.eng.Stream(id)
+	if err == nil {
+		return s, false, nil
+	}
+	if rs := x.eng.Renditions(id); len(rs) > 0 {
+		return rs[0], false, nil
+	}
+	return nil, false, err
+}
+
+// handleWHEP serves POST /whep/STREAM_ID[/RENDITION] and PATCH/DELETE
+// /whep/session/ID.
+func (x *SFU) handleWHEP(ctx *fasthttp.RequestCtx, rest string) {
+	if id, ok := strings.CutPrefix(rest, "session/"); ok {
+		x.handleWHEPSession(ctx, id)
+		return
+	}
+	if !ctx.IsPost() {
+		HTTPError(ctx, fasthttp.StatusMethodNotAllowed, errors.New("POST an SDP offer to /whep/STREAM_ID"))
+		return
+	}
+	id, rendition, _ := strings.Cut(rest, "/")
+	if r := string(ctx.QueryArgs().Peek("rendition")); r != "" {
+		rendition = r
+	}
+	if !engine.ValidKey(id) || (rendition != "" && !engine.ValidKey(rendition)) {
+		HTTPError(ctx, fasthttp.StatusNotFound, fmt.Errorf("stream %q: %w", rest, engine.ErrStreamNotFound))
+		return
+	}
+	body, ok := ReadSDPBody(ctx, x.conf.MaxSDPBytes, "application/sdp")
+	if !ok {
+		return
+	}
+	offer, _, _, err := ParseOffer(body)
+	if err != nil {
+		HTTPError(ctx, fasthttp.StatusBadRequest, err)
+		return
+	}
+	s, pinned, err := x.resolveStream(id, rendition)
+	if err != nil {
+		HTTPError(ctx, fasthttp.StatusNotFound, err)
+		return
+	}
+	v, answer, err := x.newViewer(s, pinned, offer, ctx.RemoteAddr().String())
+	if err != nil {
+		status := fasthttp.StatusInternalServerError
+		switch {
+		case errors.Is(err, ErrBadSDP):
+			status = fasthttp.StatusBadRequest
+		case errors.Is(err, engine.ErrStreamNotFound):
+			status = fasthttp.StatusNotFound
+		}
+		HTTPError(ctx, status, err)
+		return
+	}
+	WriteAnswer(ctx, "/whep/session/"+v.id, answer, x.tr.ICEServers())
+}
+
+func (x *SFU) newViewer(s *engine.Stream, pinned bool, offer webrtc.SessionDescription, remote string) (*viewer, *webrtc.SessionDescription, error) {
+	group := s.Group()
+	src := s
+	if s.Rendition() != "source" {
+		if g, err := x.eng.Stream(group); err == nil {
+			src = g
+		}
+	}
+	hasOpus := false
+	for _, t := range src.Tracks() {
+		hasOpus = hasOpus || t.Codec == engine.CodecOpus
+	}
+	useBWE := x.conf.ABR && !pinned && len(x.eng.Renditions(group)) > 1
+	pc, bwe, err := x.tr.NewPeerConnection(useBWE)
+	if err != nil {
+		return nil, nil, err
+	}
+	id := NewSessionID()
+	v := &viewer{
+		x: x, id: id, group: group, stream: s, pc: pc, bwe: bwe, pinned: pinned,
+		log:     x.log.With("whep", id, "stream", s.ID(), "remote", remote),
+		created: time.Now(),
+		done:    make(chan struct{}),
+	}
+	v.vpkt.Version, v.apkt.Version = 2, 2
+	fail := func(err error) (*viewer, *webrtc.SessionDescription, error) {
+		_ = pc.Close()
+		return nil, nil, err
+	}
+	var senders []*webrtc.RTPSender
+	if s.VideoTrack() >= 0 && s.Tracks()[s.VideoTrack()].Codec == engine.CodecH264 {
+		v.video, err = webrtc.NewTrackLocalStaticRTP(H264Capability, "video", "liveengine-"+group)
+		if err != nil {
+			return fail(err)
+		}
+		snd, err := pc.AddTrack(v.video)
+		if err != nil {
+			return fail(fmt.Errorf("add video track: %w", err))
+		}
+		senders = append(senders, snd)
+	}
+	if hasOpus {
+		v.audio, err = webrtc.NewTrackLocalStaticRTP(OpusCapability, "audio", "liveengine-"+group)
+		if err != nil {
+			return fail(err)
+		}
+		snd, err := pc.AddTrack(v.audio)
+		if err != nil {
+			return fail(fmt.Errorf("add audio track: %w", err))
+		}
+		senders = append(senders, snd)
+	}
+	if len(senders) == 0 {
+		return fail(fmt.Errorf("stream %q has neither H.264 video nor Opus audio to play over WebRTC", s.ID()))
+	}
+	answer, err := Answer(pc, offer)
+	if err != nil {
+		return fail(err)
+	}
+	for _, snd := range senders {
+		go v.readRTCP(snd)
+	}
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		v.log.Debug("whep connection state", "state", st.String())
+		switch st {
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+			go v.close()
+		case webrtc.PeerConnectionStateConnected:
+			v.log.Info("whep connected")
+		}
+	})
+
+	x.sessMu.Lock()
+	x.sessions[id] = v
+	x.sessMu.Unlock()
+	s.AddViewers(1)
+	m := &x.tr.metrics
+	m.PeerOpened(PeerWHEP)
+	m.tracks.Add(int64(v.trackCount()))
+
+	// Take the feeds and set what they feed before attaching, so the
+	// cached GOP replayed on attach is taken by the right track.
+	var feeds []*feed
+	if v.video != nil {
+		f, err := x.feed(s)
+		if err != nil {
+			v.close()
+			return nil, nil, err
+		}
+		feeds = append(feeds, f)
+		v.cur = f
+	}
+	if hasOpus {
+		f := v.cur
+		if f == nil || f.stream != src {
+			if f, err = x.feed(src); err != nil {
+				v.close()
+				for _, f := range feeds {
+					x.releaseFeed(f)
+				}
+				return nil, nil, err
+			}
+			feeds = append(feeds, f)
+		}
+		v.audioFeed = f
+	}
+	v.mu.Lock()
+	v.subs = append(v.subs, feeds...)
+	v.mu.Unlock()
+	for _, f := range feeds {
+		if !f.add(v, true) {
+			v.close()
+			return nil, nil, fmt.Errorf("stream %q: %w", f.key, engine.ErrStreamNotFound)
+		}
+	}
+	if bwe != nil {
+		go v.abr()
+	}
+	go func() {
+		select {
+		case <-v.done:
+		case <-time.After(x.conf.SessionTimeout):
+			if pc.ConnectionState() != webrtc.PeerConnectionStateConnected {
+				v.log.Warn("whep session never connected, closing")
+				v.close()
+			}
+		}
+	}()
+	v.log.Info("whep session started", "pinned", pinned, "abr", bwe != nil, "audio", v.audio != nil)
+	return v, answer, nil
+}
+
+func (x *SFU) handleWHEPSession(ctx *fasthttp.RequestCtx, id string) {
+	x.sessMu.Lock()
+	v := x.sessions[id]
+	x.sessMu.Unlock()
+	if v == nil {
+		HTTPError(ctx, fasthttp.StatusNotFound, fmt.Errorf("whep session %q: %w", id, ErrSessionNotFound))
+		return
+	}
+	switch {
+	case ctx.IsDelete():
+		v.close()
+		ctx.SetStatusCode(fasthttp.StatusOK)
+	case string(ctx.Method()) == fasthttp.MethodPatch:
+		body, ok := ReadSDPBody(ctx, x.conf.MaxSDPBytes, "application/trickle-ice-sdpfrag")
+		if !ok {
+			return
+		}
+		if err := Trickle(v.pc, body); err != nil {
+			HTTPError(ctx, fasthttp.StatusBadRequest, err)
+			return
+		}
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+	default:
+		HTTPError(ctx, fasthttp.StatusMethodNotAllowed, errors.New("PATCH (trickle ICE) or DELETE a session"))
+	}
+}
+
+// Trickle adds the candidates of a trickle ICE fragment to pc.
+func Trickle(pc *webrtc.PeerConnection, body []byte) error {
+	cands, _, err := ParseTrickleFragment(body)
+	if err != nil {
+		return err
+	}
+	for _, c := range cands {
+		if err := pc.AddICECandidate(c); err != nil {
+			return fmt.Errorf("%w: %v", ErrBadTrickle, err)
+		}
+	}
+	return nil
+}
