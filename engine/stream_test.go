@@ -389,3 +389,26 @@ func TestStatsPublished(t *testing.T) {
 func containsViewers(p []byte, n int) bool {
 	return strings.Contains(string(p), fmt.Sprintf(`"viewers":%d`, n))
 }
+
+func TestOpenModeMapsIssuedKeysToTheirStream(t *testing.T) {
+	e := newTestEngine(t)
+	ctx := context.Background()
+	e.Bus().SetStreamKey(ctx, "sk_secret", Grant{StreamID: "pub42"})
+	p, err := e.Authorize(ctx, PublishRequest{Key: "sk_secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.StreamID() != "pub42" {
+		t.Fatalf("issued key published %q, want its stream pub42", p.StreamID())
+	}
+	p.Close()
+	p, err = e.Authorize(ctx, PublishRequest{Key: "demo"})
+	if err != nil || p.StreamID() != "demo" {
+		t.Fatalf("open key: %v %v", p, err)
+	}
+	p.Close()
+	e.Bus().RevokeStreamKey(ctx, "sk_revoked")
+	if _, err := e.Authorize(ctx, PublishRequest{Key: "sk_revoked"}); !errors.Is(err, ErrKeyRevoked) {
+		t.Fatalf("revoked key in open mode: %v", err)
+	}
+}
