@@ -1,0 +1,320 @@
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/liveengine/liveengine/control/sqldb"
+)
+
+// chunkRows bounds the rows of one multi-row statement, far below both
+// dialects' placeholder limits.
+const chunkRows = 400
+
+type storedTransfer struct {
+	id, fingerprint, kind string
+	status                int
+	body                  string
+	createdAt             int64
+}
+
+// apply runs jobs in ONE transaction on c and returns one outcome per job.
+// An error means nothing was committed.
+func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []outcome, err error) {
+	d := l.db.Dialect
+	begin := "BEGIN"
+	if d == sqldb.SQLite {
+		// Take the write lock now: balances read below cannot change
+		// before COMMIT.
+		begin = "BEGIN IMMEDIATE"
+	}
+	if _, err := c.ExecContext(ctx, begin); err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			_, _ = c.ExecContext(context.Background(), "ROLLBACK")
+		}
+	}()
+
+	// 1. Keys already used.
+	keys := make([]any, 0, len(jobs))
+	seenKey := make(map[string]bool, len(jobs))
+	for _, j := range jobs {
+		if !seenKey[j.req.IdempotencyKey] {
+			seenKey[j.req.IdempotencyKey] = true
+			keys = append(keys, j.req.IdempotencyKey)
+		}
+	}
+	existing := make(map[string]storedTransfer)
+	for _, part := range chunks(keys, chunkRows) {
+		q := "SELECT idem_key, id, fingerprint, kind, resp_status, resp_body, created_at FROM ledger_transfers WHERE idem_key IN (" + placeholders(len(part)) + ")"
+		rows, err := c.QueryContext(ctx, sqldb.Rebind(d, q), part...)
+		if err != nil {
+			return nil, fmt.Errorf("lookup keys: %w", err)
+		}
+		for rows.Next() {
+			var k string
+			var s storedTransfer
+			if err := rows.Scan(&k, &s.id, &s.fingerprint, &s.kind, &s.status, &s.body, &s.createdAt); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("lookup keys: %w", err)
+			}
+			existing[k] = s
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("lookup keys: %w", err)
+		}
+	}
+
+	// 2. Accounts: create unknown ones, then read (and on PostgreSQL lock)
+	// every touched balance inside the transaction.
+	now := time.Now()
+	nowMicro := now.UnixMicro()
+	var accts []any
+	seenAcct := make(map[AccountID]bool)
+	for _, j := range jobs {
+		if _, dup := existing[j.req.IdempotencyKey]; dup {
+			continue
+		}
+		for _, leg := range j.req.Legs {
+			for _, a := range [2]AccountID{leg.From, leg.To} {
+				if !seenAcct[a] {
+					seenAcct[a] = true
+					accts = append(accts, string(a))
+				}
+			}
+		}
+	}
+	var missing []any
+	for _, a := range accts {
+		if _, ok := l.known.Load(AccountID(a.(string))); !ok {
+			allow := 0
+			if AccountID(a.(string)).AllowsNegative() {
+				allow = 1
+			}
+			missing = append(missing, a, allow, nowMicro)
+		}
+	}
+	for _, part := range chunks(missing, chunkRows*3) {
+		q := "INSERT INTO ledger_accounts (id, balance, allow_negative, created_at) VALUES " + tuples(len(part)/3, "?, 0, ?, ?") + " ON CONFLICT (id) DO NOTHING"
+		if _, err := c.ExecContext(ctx, sqldb.Rebind(d, q), part...); err != nil {
+			return nil, fmt.Errorf("create accounts: %w", err)
+		}
+	}
+	bal := make(map[AccountID]int64, len(accts))
+	sort.Slice(accts, func(i, k int) bool { return accts[i].(string) < accts[k].(string) })
+	for _, part := range chunks(accts, chunkRows) {
+		q := "SELECT id, balance FROM ledger_accounts WHERE id IN (" + placeholders(len(part)) + ")"
+		if d == sqldb.Postgres {
+			// Sorted ids and ORDER BY keep lock order fixed across nodes.
+			q += " ORDER BY id FOR UPDATE"
+		}
+		rows, err := c.QueryContext(ctx, sqldb.Rebind(d, q), part...)
+		if err != nil {
+			return nil, fmt.Errorf("read balances: %w", err)
+		}
+		for rows.Next() {
+			var id string
+			var b int64
+			if err := rows.Scan(&id, &b); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("read balances: %w", err)
+			}
+			bal[AccountID(id)] = b
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("read balances: %w", err)
+		}
+	}
+	for _, a := range accts {
+		if _, ok := bal[AccountID(a.(string))]; !ok {
+			return nil, fmt.Errorf("read balances: account %s missing after create", a)
+		}
+	}
+
+	// 3. Apply in order, in memory; reject individually.
+	out = make([]outcome, len(jobs))
+	accepted := make(map[string]int, len(jobs))
+	changed := make(map[AccountID]bool)
+	var trRows, enRows []any
+	delta := make(map[AccountID]int64, 4)
+	for i, j := range jobs {
+		r := j.req
+		if s, ok := existing[r.IdempotencyKey]; ok {
+			if s.fingerprint != r.Fingerprint {
+				out[i].err = fmt.Errorf("key %q: %w", r.IdempotencyKey, ErrIdempotencyConflict)
+				continue
+			}
+			out[i].r = Receipt{TransferID: s.id, Kind: s.kind, CreatedAt: time.UnixMicro(s.createdAt), Replayed: true, Status: s.status, Body: []byte(s.body)}
+			continue
+		}
+		if k, ok := accepted[r.IdempotencyKey]; ok {
+			if jobs[k].req.Fingerprint != r.Fingerprint {
+				out[i].err = fmt.Errorf("key %q: %w", r.IdempotencyKey, ErrIdempotencyConflict)
+				continue
+			}
+			first := out[k].r
+			out[i].r = Receipt{TransferID: first.TransferID, Kind: first.Kind, CreatedAt: first.CreatedAt, Replayed: true, Status: first.Status, Body: first.Body}
+			continue
+		}
+		if err := j.ctx.Err(); err != nil {
+			// Not applied yet: safe to drop, the caller has gone.
+			out[i].err = err
+			continue
+		}
+		clear(delta)
+		for _, leg := range r.Legs {
+			delta[leg.From] -= leg.Amount
+			delta[leg.To] += leg.Amount
+		}
+		var ferr error
+		for a, dv := range delta {
+			if dv < 0 && !a.AllowsNegative() && bal[a]+dv < 0 {
+				ferr = &FundsError{Account: a, Balance: bal[a], Requested: -dv}
+				break
+			}
+		}
+		if ferr != nil {
+			out[i].err = ferr
+			continue
+		}
+		if len(r.effects) > 0 {
+			if err := runEffects(ctx, c, d, r.effects); err != nil {
+				out[i].err = err
+				continue
+			}
+		}
+		rc := Receipt{Kind: r.Kind, CreatedAt: now, Balances: make(map[AccountID]int64, len(delta))}
+		for a, dv := range delta {
+			bal[a] += dv
+			changed[a] = true
+			rc.Balances[a] = bal[a]
+		}
+		rc.TransferID = newID("tr_", now)
+		if r.Respond != nil {
+			rc.Status, rc.Body = r.Respond(rc)
+		}
+		out[i].r = rc
+		accepted[r.IdempotencyKey] = i
+		trRows = append(trRows, rc.TransferID, r.IdempotencyKey, r.Kind, r.Actor, r.StreamID, r.amount(), r.Meta, r.Fingerprint, rc.Status, string(rc.Body), nowMicro)
+		for seq, leg := range r.Legs {
+			enRows = append(enRows, rc.TransferID, seq, string(leg.From), string(leg.To), leg.Amount, r.Kind, r.Actor, r.StreamID, nowMicro)
+		}
+	}
+
+	// 4. Write everything, commit once.
+	for _, part := range chunks(trRows, chunkRows*11) {
+		q := "INSERT INTO ledger_transfers (id, idem_key, kind, actor, stream_id, amount, meta, fingerprint, resp_status, resp_body, created_at) VALUES " + tuples(len(part)/11, "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?")
+		if _, err := c.ExecContext(ctx, sqldb.Rebind(d, q), part...); err != nil {
+			return nil, fmt.Errorf("insert transfers: %w", err)
+		}
+	}
+	for _, part := range chunks(enRows, chunkRows*9) {
+		q := "INSERT INTO ledger_entries (transfer_id, seq, debit, credit, amount, kind, actor, stream_id, created_at) VALUES " + tuples(len(part)/9, "?, ?, ?, ?, ?, ?, ?, ?, ?")
+		if _, err := c.ExecContext(ctx, sqldb.Rebind(d, q), part...); err != nil {
+			return nil, fmt.Errorf("insert entries: %w", err)
+		}
+	}
+	if len(changed) > 0 {
+		ids := make([]AccountID, 0, len(changed))
+		for a := range changed {
+			ids = append(ids, a)
+		}
+		sort.Slice(ids, func(i, k int) bool { return ids[i] < ids[k] })
+		for start := 0; start < len(ids); start += chunkRows {
+			part := ids[start:min(start+chunkRows, len(ids))]
+			var b strings.Builder
+			args := make([]any, 0, len(part)*3)
+			b.WriteString("UPDATE ledger_accounts SET balance = CASE id")
+			for _, a := range part {
+				b.WriteString(" WHEN ? THEN CAST(? AS BIGINT)")
+				args = append(args, string(a), bal[a])
+			}
+			b.WriteString(" END WHERE id IN (" + placeholders(len(part)) + ")")
+			for _, a := range part {
+				args = append(args, string(a))
+			}
+			if _, err := c.ExecContext(ctx, sqldb.Rebind(d, b.String()), args...); err != nil {
+				return nil, fmt.Errorf("update balances: %w", err)
+			}
+		}
+	}
+	if _, err := c.ExecContext(ctx, "COMMIT"); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	committed = true
+	for _, a := range accts {
+		l.known.Store(AccountID(a.(string)), struct{}{})
+	}
+	return out, nil
+}
+
+// runEffects applies a transfer's guarded statements inside a savepoint, so
+// a failed guard undoes only that transfer's effects.
+func runEffects(ctx context.Context, c *sql.Conn, d sqldb.Dialect, effs []effect) error {
+	if _, err := c.ExecContext(ctx, "SAVEPOINT ledger_effect"); err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	var ferr error
+	for _, e := range effs {
+		res, err := c.ExecContext(ctx, sqldb.Rebind(d, e.query), e.args...)
+		if err != nil {
+			ferr = fmt.Errorf("%w: %v", ErrEffectFailed, err)
+			break
+		}
+		if e.mustAffect {
+			if n, err := res.RowsAffected(); err != nil || n == 0 {
+				ferr = ErrEffectFailed
+				break
+			}
+		}
+	}
+	if ferr != nil {
+		if _, err := c.ExecContext(ctx, "ROLLBACK TO SAVEPOINT ledger_effect"); err != nil {
+			return fmt.Errorf("rollback to savepoint: %w", err)
+		}
+	}
+	if _, err := c.ExecContext(ctx, "RELEASE SAVEPOINT ledger_effect"); err != nil {
+		return fmt.Errorf("release savepoint: %w", err)
+	}
+	return ferr
+}
+
+func placeholders(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return strings.Repeat("?, ", n-1) + "?"
+}
+
+func tuples(n int, tuple string) string {
+	var b strings.Builder
+	b.Grow(n * (len(tuple) + 4))
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('(')
+		b.WriteString(tuple)
+		b.WriteByte(')')
+	}
+	return b.String()
+}
+
+func chunks(xs []any, size int) [][]any {
+	var out [][]any
+	for len(xs) > size {
+		out = append(out, xs[:size])
+		xs = xs[size:]
+	}
+	if len(xs) > 0 {
+		out = append(out, xs)
+	}
+	return out
+}

@@ -1,0 +1,132 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+)
+
+func topup(t testing.TB, l *Ledger, user string, coins int64) {
+	t.Helper()
+	_, err := l.Transfer(context.Background(), TransferRequest{
+		IdempotencyKey: "test-topup:" + user + fmt.Sprint(coins),
+		Kind:           TransferTopup,
+		Legs:           []Leg{{From: Clearing("sandbox"), To: Wallet(user), Amount: coins}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLedgerTransfers(t *testing.T) {
+	for _, d := range dialects {
+		t.Run(d, func(t *testing.T) {
+			db := openDB(t, d)
+			l := newLedger(t, db, DefaultConfig())
+			ctx := context.Background()
+			topup(t, l, "alice", 100)
+
+			gift := func(key string, price int64) (Receipt, error) {
+				return l.Transfer(ctx, TransferRequest{
+					IdempotencyKey: key, Kind: TransferGift, Actor: "alice", StreamID: "s1", Fingerprint: fmt.Sprint(price),
+					Legs: []Leg{{From: Wallet("alice"), To: Earnings("bob"), Amount: price * 7 / 10}, {From: Wallet("alice"), To: Platform, Amount: price - price*7/10}},
+				})
+			}
+			r, err := gift("g1", 60)
+			if err != nil || r.Replayed || r.Balances[Wallet("alice")] != 40 {
+				t.Fatalf("gift: %+v %v", r, err)
+			}
+			// Insufficient: moves nothing.
+			if _, err := gift("g2", 50); !errors.Is(err, ErrInsufficientFunds) {
+				t.Fatalf("want insufficient funds, got %v", err)
+			}
+			// Replay returns the first receipt.
+			r2, err := gift("g1", 60)
+			if err != nil || !r2.Replayed || r2.TransferID != r.TransferID {
+				t.Fatalf("replay: %+v %v", r2, err)
+			}
+			if _, err := gift("g1", 10); !errors.Is(err, ErrIdempotencyConflict) {
+				t.Fatalf("want conflict, got %v", err)
+			}
+			// Invalid requests.
+			for _, bad := range []TransferRequest{
+				{IdempotencyKey: "x"},
+				{IdempotencyKey: "", Legs: []Leg{{From: Wallet("a"), To: Wallet("b"), Amount: 1}}},
+				{IdempotencyKey: "x", Legs: []Leg{{From: Wallet("a"), To: Wallet("b"), Amount: 0}}},
+				{IdempotencyKey: "x", Legs: []Leg{{From: Wallet("a"), To: Wallet("a"), Amount: 1}}},
+				{IdempotencyKey: "x", Legs: []Leg{{From: "bogus", To: Wallet("a"), Amount: 1}}},
+			} {
+				if _, err := l.Transfer(ctx, bad); !errors.Is(err, ErrInvalidTransfer) {
+					t.Fatalf("%+v: want invalid, got %v", bad, err)
+				}
+			}
+			want := map[AccountID]int64{Wallet("alice"): 40, Earnings("bob"): 42, Platform: 18, Clearing("sandbox"): -100}
+			for a, w := range want {
+				if b, err := l.Balance(ctx, a); err != nil || b != w {
+					t.Fatalf("%s = %d (%v), want %d", a, b, err, w)
+				}
+			}
+			mustInvariants(t, db)
+		})
+	}
+}
+
+// TestLedgerConcurrentBatches sends many transfers at once, with duplicate
+// keys and overdrafts mixed in one batch.
+func TestLedgerConcurrentBatches(t *testing.T) {
+	for _, d := range dialects {
+		t.Run(d, func(t *testing.T) {
+			db := openDB(t, d)
+			l := newLedger(t, db, DefaultConfig())
+			ctx := context.Background()
+			const users, each = 50, 20
+			for u := 0; u < users; u++ {
+				topup(t, l, fmt.Sprint("u", u), each*10-5) // the last gift of each user overdraws
+			}
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			ok, insufficient := 0, 0
+			for u := 0; u < users; u++ {
+				for g := 0; g < each; g++ {
+					for rep := 0; rep < 2; rep++ { // every gift sent twice
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							user := fmt.Sprint("u", u)
+							r, err := l.Transfer(ctx, TransferRequest{
+								IdempotencyKey: fmt.Sprint(user, "-", g), Kind: TransferGift, Actor: user, StreamID: "s",
+								Legs: []Leg{{From: Wallet(user), To: Earnings("star"), Amount: 7}, {From: Wallet(user), To: Platform, Amount: 3}},
+							})
+							mu.Lock()
+							defer mu.Unlock()
+							switch {
+							case errors.Is(err, ErrInsufficientFunds):
+								insufficient++
+							case err != nil:
+								t.Error(err)
+							case !r.Replayed:
+								ok++
+							}
+						}()
+					}
+				}
+			}
+			wg.Wait()
+			if ok != users*(each-1) {
+				t.Fatalf("applied %d gifts, want %d (insufficient %d)", ok, users*(each-1), insufficient)
+			}
+			if b, _ := l.Balance(ctx, Earnings("star")); b != int64(users*(each-1)*7) {
+				t.Fatalf("earnings %d", b)
+			}
+			for u := 0; u < users; u++ {
+				if b, _ := l.Balance(ctx, Wallet(fmt.Sprint("u", u))); b != 5 {
+					t.Fatalf("u%d wallet %d, want 5", u, b)
+				}
+			}
+			t.Logf("stats %+v", l.Stats())
+			mustInvariants(t, db)
+		})
+	}
+}

@@ -1,0 +1,101 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/liveengine/liveengine/control/sqldb"
+)
+
+// schema is the ledger's tables, in both dialects (BIGINT and TEXT mean the
+// same to SQLite and PostgreSQL). Times are Unix microseconds. Users and
+// streams are referenced by their string ids, without foreign keys, so the
+// ledger can live beside any control store.
+var schema = []string{
+	`CREATE TABLE IF NOT EXISTS ledger_accounts (
+		id TEXT PRIMARY KEY,
+		balance BIGINT NOT NULL DEFAULT 0,
+		allow_negative SMALLINT NOT NULL DEFAULT 0,
+		created_at BIGINT NOT NULL DEFAULT 0,
+		CHECK (allow_negative = 1 OR balance >= 0)
+	)`,
+	`CREATE TABLE IF NOT EXISTS ledger_transfers (
+		id TEXT PRIMARY KEY,
+		idem_key TEXT NOT NULL UNIQUE,
+		kind TEXT NOT NULL,
+		actor TEXT NOT NULL DEFAULT '',
+		stream_id TEXT NOT NULL DEFAULT '',
+		amount BIGINT NOT NULL,
+		meta TEXT NOT NULL DEFAULT '',
+		fingerprint TEXT NOT NULL DEFAULT '',
+		resp_status INTEGER NOT NULL DEFAULT 0,
+		resp_body TEXT NOT NULL DEFAULT '',
+		created_at BIGINT NOT NULL
+	)`,
+	`CREATE TABLE IF NOT EXISTS ledger_entries (
+		transfer_id TEXT NOT NULL,
+		seq INTEGER NOT NULL,
+		debit TEXT NOT NULL,
+		credit TEXT NOT NULL,
+		amount BIGINT NOT NULL CHECK (amount > 0),
+		kind TEXT NOT NULL,
+		actor TEXT NOT NULL DEFAULT '',
+		stream_id TEXT NOT NULL DEFAULT '',
+		created_at BIGINT NOT NULL,
+		PRIMARY KEY (transfer_id, seq)
+	)`,
+	`CREATE INDEX IF NOT EXISTS ledger_entries_credit ON ledger_entries (credit, created_at)`,
+	`CREATE TABLE IF NOT EXISTS ledger_gifts (
+		id TEXT PRIMARY KEY,
+		name TEXT NOT NULL,
+		price BIGINT NOT NULL CHECK (price > 0),
+		animation_url TEXT NOT NULL DEFAULT '',
+		tier INTEGER NOT NULL DEFAULT 1,
+		active SMALLINT NOT NULL DEFAULT 1,
+		updated_at BIGINT NOT NULL
+	)`,
+	`CREATE TABLE IF NOT EXISTS ledger_commissions (
+		streamer_id TEXT PRIMARY KEY,
+		percent INTEGER NOT NULL CHECK (percent >= 0 AND percent <= 100),
+		updated_by TEXT NOT NULL DEFAULT '',
+		updated_at BIGINT NOT NULL
+	)`,
+	`CREATE TABLE IF NOT EXISTS ledger_orders (
+		id TEXT PRIMARY KEY,
+		provider TEXT NOT NULL,
+		user_id TEXT NOT NULL,
+		coins BIGINT NOT NULL CHECK (coins > 0),
+		amount_minor BIGINT NOT NULL,
+		currency TEXT NOT NULL,
+		status TEXT NOT NULL,
+		provider_ref TEXT NOT NULL DEFAULT '',
+		idem_key TEXT NOT NULL UNIQUE,
+		fingerprint TEXT NOT NULL,
+		resp_body TEXT NOT NULL DEFAULT '',
+		created_at BIGINT NOT NULL,
+		completed_at BIGINT NOT NULL DEFAULT 0
+	)`,
+	`CREATE TABLE IF NOT EXISTS ledger_withdrawals (
+		id TEXT PRIMARY KEY,
+		user_id TEXT NOT NULL,
+		coins BIGINT NOT NULL CHECK (coins > 0),
+		amount_minor BIGINT NOT NULL,
+		currency TEXT NOT NULL,
+		status TEXT NOT NULL,
+		decided_by TEXT NOT NULL DEFAULT '',
+		created_at BIGINT NOT NULL,
+		decided_at BIGINT NOT NULL DEFAULT 0
+	)`,
+	`CREATE INDEX IF NOT EXISTS ledger_withdrawals_user ON ledger_withdrawals (user_id, created_at)`,
+}
+
+// Migrate creates the ledger's tables (all prefixed ledger_) when missing.
+// It is idempotent and safe to run at every start.
+func Migrate(ctx context.Context, db *sqldb.DB) error {
+	for _, q := range schema {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("ledger migrate: %w", err)
+		}
+	}
+	return nil
+}
