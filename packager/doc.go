@@ -1,0 +1,38 @@
+// Package packager is LiveEngine's LL-HLS packager. It attaches an engine
+// reader (kind "hls") to every live stream, cuts the stream's H.264 and audio
+// units into fMP4 parts and segments, and serves the playlists and media from
+// memory through fasthttp.
+//
+// # URL layout
+//
+// Every URL lives under /hls/GROUP/, where GROUP is the public id of the
+// source stream. A transcoder rendition "GROUP/720p" is served as rendition
+// "720p"; what the publisher sent is rendition "source".
+//
+//	/hls/GROUP/index.m3u8                  multivariant playlist of every live rendition
+//	/hls/GROUP/RENDITION/stream.m3u8       LL-HLS media playlist (blocking reload: _HLS_msn, _HLS_part)
+//	/hls/GROUP/RENDITION/init.mp4          fMP4 initialization segment
+//	/hls/GROUP/RENDITION/seg<MSN>.mp4      complete segment with media sequence number MSN
+//	/hls/GROUP/RENDITION/part<MSN>.<I>.mp4 part I (from 0) of segment MSN
+//
+// Part names carry the segment's media sequence number and the part's index
+// in it, so the same moment has the same URL in every rendition whose
+// keyframes are aligned. The preload hint names the next part of the
+// in-progress segment; when the next keyframe closes that segment instead,
+// the hinted part is never produced and a request held for it ends with 404.
+//
+// # Boundaries
+//
+// Boundaries depend on timestamps only, never on the wall clock: a segment
+// starts at the first video keyframe whose DTS is at least
+// hls.segment_duration after the segment's start, and parts are cut at the
+// first video sample at or after each multiple of hls.part_target counted from
+// the segment's start. Renditions whose keyframes carry the same timestamps
+// therefore cut identical segments and parts, and the packager keeps a clock
+// per group so that a rendition that joins late takes the media sequence
+// number its siblings gave to the same start time.
+//
+// Segments and parts are immutable byte slices once published: a part is a
+// sub-slice of its segment's buffer, and responses reference them without
+// copying.
+package packager

@@ -1,0 +1,96 @@
+package packager
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// group holds the renditions of one source stream and their shared segment
+// clock.
+type group struct {
+	id string
+
+	// gen counts changes of any rendition of the group (a new part, a new
+	// rendition, an end); media playlists are cached per generation
+	// because their rendition reports depend on the siblings.
+	gen atomic.Uint64
+
+	mu         sync.RWMutex
+	renditions map[string]*rendition // by rendition name ("source", "720p")
+	// starts remembers which media sequence number each recent segment
+	// start time got, so a rendition that joins late numbers the same
+	// moment the same way as its siblings.
+	starts  []segmentStart
+	lastMSN uint64
+	anyMSN  bool
+}
+
+type segmentStart struct {
+	dts time.Duration
+	msn uint64
+}
+
+// maxGroupStarts bounds the shared segment clock: several minutes of
+// segments, far more than a late rendition needs to look back.
+const maxGroupStarts = 256
+
+func newGroup(id string) *group {
+	return &group{id: id, renditions: map[string]*rendition{}}
+}
+
+// firstMSN chooses the media sequence number of a rendition's first
+// segment, which starts at dts: the number a sibling gave the same start,
+// else one past every number the group used, else 0.
+func (g *group) firstMSN(dts time.Duration) uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i := len(g.starts) - 1; i >= 0; i-- {
+		if g.starts[i].dts == dts {
+			return g.starts[i].msn
+		}
+	}
+	if !g.anyMSN {
+		return 0
+	}
+	return g.lastMSN + 1
+}
+
+// recordStart notes that a segment starting at dts has number msn.
+func (g *group) recordStart(dts time.Duration, msn uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.anyMSN || msn > g.lastMSN {
+		g.lastMSN, g.anyMSN = msn, true
+	}
+	for i := len(g.starts) - 1; i >= 0 && i >= len(g.starts)-8; i-- {
+		if g.starts[i].dts == dts {
+			return // a sibling recorded it already
+		}
+	}
+	if len(g.starts) >= maxGroupStarts {
+		copy(g.starts, g.starts[len(g.starts)-maxGroupStarts/2:])
+		g.starts = g.starts[:maxGroupStarts/2]
+	}
+	g.starts = append(g.starts, segmentStart{dts: dts, msn: msn})
+}
+
+// rendition returns the rendition called name, or nil.
+func (g *group) rendition(name string) *rendition {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.renditions[name]
+}
+
+// list returns the renditions sorted by name.
+func (g *group) list() []*rendition {
+	g.mu.RLock()
+	out := make([]*rendition, 0, len(g.renditions))
+	for _, r := range g.renditions {
+		out = append(out, r)
+	}
+	g.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
