@@ -145,6 +145,12 @@ func (b *LocalBus) ConsumeEvents(ctx context.Context, group, consumer string, fn
 		delete(g.pending, idx)
 		if err != nil {
 			g.retry = append([]int{idx}, g.retry...)
+			// Wake the group's idle consumers: if this one is stopping, another
+			// must pick the event up without waiting for a new append.
+			if !b.closed {
+				close(b.wake)
+				b.wake = make(chan struct{})
+			}
 		}
 		b.mu.Unlock()
 		if err != nil {
