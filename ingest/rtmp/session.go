@@ -257,6 +257,9 @@ func (s *session) videoUnit(nalus [][]byte) *engine.Unit {
 }
 
 func (s *session) videoConfig(data []byte) error {
+	if len(data) == 0 {
+		return nil // an empty header announces nothing; wait for a real one
+	}
 	c, err := parseAVCConfig(data)
 	if err != nil {
 		return err
@@ -324,6 +327,11 @@ func (s *session) audio(ts uint32, body []byte) error {
 }
 
 func (s *session) audioConfig(data []byte) error {
+	if len(data) == 0 {
+		// ffmpeg remuxing ADTS writes an empty sequence header first and
+		// the real one once its bitstream filter has seen a frame.
+		return nil
+	}
 	var asc mpeg4audio.AudioSpecificConfig
 	if err := asc.Unmarshal(data); err != nil {
 		return fmt.Errorf("audio tag: AudioSpecificConfig: %v: %w", err, ErrMalformedTag)
