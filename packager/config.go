@@ -59,6 +59,9 @@ func (c Config) Validate() error {
 	if c.MaxPartsPerSegment < min {
 		return fmt.Errorf("hls.max_parts_per_segment: %d is below %d (segment_duration / part_target + 1)", c.MaxPartsPerSegment, min)
 	}
+	if c.MaxPartsPerSegment > maxPartIndex+1 {
+		return fmt.Errorf("hls.max_parts_per_segment: %d is above %d", c.MaxPartsPerSegment, maxPartIndex+1)
+	}
 	if c.EndedRetention < 0 {
 		return fmt.Errorf("hls.ended_retention: %v is negative", c.EndedRetention)
 	}

@@ -267,6 +267,11 @@ func (r *rendition) buildInit(first *engine.Unit) error {
 	return nil
 }
 
+// cutSlack lets a sample a hair before a boundary start the next part or
+// segment: timestamps rounded to milliseconds by a protocol (RTMP) or a clock
+// conversion would otherwise push every cut one frame late.
+const cutSlack = time.Millisecond
+
 // toTicks converts a stream time to a timescale without overflowing for
 // streams that run for years.
 func toTicks(d time.Duration, rate uint32) int64 {
@@ -319,18 +324,18 @@ func (r *rendition) onLeader(t *track, u *engine.Unit) {
 		}
 		r.commit(t, ticks)
 		switch {
-		case key && u.DTS-r.segStart >= r.conf.SegmentDuration:
+		case key && u.DTS-r.segStart >= r.conf.SegmentDuration-cutSlack:
 			r.finishPart(u.DTS)
 			r.nextSegment(u.DTS, u.NTP, true)
-		case u.DTS >= r.nextCut && r.partIndex+1 >= r.conf.MaxPartsPerSegment:
+		case u.DTS >= r.nextCut-cutSlack && r.partIndex+1 >= r.conf.MaxPartsPerSegment:
 			// Keyframes are too rare: end the segment without one.
 			r.finishPart(u.DTS)
 			r.nextSegment(u.DTS, u.NTP, key)
-		case u.DTS >= r.nextCut:
+		case u.DTS >= r.nextCut-cutSlack:
 			r.finishPart(u.DTS)
 			r.partIndep = key
 			pt := r.conf.PartTarget
-			r.nextCut = r.segStart + ((u.DTS-r.segStart)/pt+1)*pt
+			r.nextCut = r.segStart + ((u.DTS-r.segStart+cutSlack)/pt+1)*pt
 		}
 	}
 	r.setPending(t, u, key)
