@@ -1,0 +1,440 @@
+// Package realtime is the control plane's WebSocket hub: clients subscribe
+// to stream rooms (comments, reactions, viewer counts, status changes, gifts)
+// and receive their personal channel. Every message goes through the bus
+// (topic "room.STREAMID" or "user.USERID"), so clients connected to
+// different control processes sharing one Redis bus see the same room.
+//
+// Memory per connection is kept small on purpose: one goroutine (the reader)
+// per idle connection, a small read buffer, write buffers borrowed from a
+// pool only while writing, and a writer goroutine that exists only while a
+// connection has messages queued. Each message is framed once
+// (websocket.PreparedMessage) however many clients receive it.
+package realtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/liveengine/liveengine/engine"
+	"github.com/valyala/fasthttp"
+)
+
+// ErrClosed is returned by a hub that was closed.
+var ErrClosed = errors.New("realtime hub closed")
+
+// Identity is who a connection belongs to; UserID is empty for anonymous
+// viewers, who may read rooms but not write to them.
+type Identity struct {
+	UserID   string
+	Username string
+	Role     string
+}
+
+// Backend is what the hub asks the control plane: it owns the rules
+// (authentication, bans, rate limits, storage); the hub owns the sockets.
+type Backend interface {
+	// Authenticate resolves an access token.
+	Authenticate(token string) (Identity, error)
+	// Join decides whether id may enter a stream's room.
+	Join(ctx context.Context, id Identity, streamID string) error
+	// Comment posts a comment; the backend stores and publishes it.
+	Comment(ctx context.Context, id Identity, streamID, body string) error
+	// React posts a reaction; the backend publishes it.
+	React(ctx context.Context, id Identity, streamID, emoji string) error
+}
+
+// CodedError is an error that carries a stable code for clients (the
+// control package's API errors implement it).
+type CodedError interface {
+	error
+	Code() string
+}
+
+// Config tunes the hub.
+type Config struct {
+	// SendQueue is how many messages may wait for a slow client before it
+	// is disconnected.
+	SendQueue int `yaml:"send_queue"`
+	// MaxRooms is how many rooms one connection may join.
+	MaxRooms int `yaml:"max_rooms"`
+	// PingInterval is how often the hub pings clients; a client silent for
+	// three intervals is disconnected.
+	PingInterval time.Duration `yaml:"ping_interval"`
+	// MaxMessageBytes caps a client message.
+	MaxMessageBytes int64 `yaml:"max_message_bytes"`
+	// AllowedOrigins lists browser origins allowed to connect; empty allows
+	// the same host only, "*" allows any.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{SendQueue: 256, MaxRooms: 16, PingInterval: 25 * time.Second, MaxMessageBytes: 4096}
+}
+
+// Validate checks the config; errors name the key under control.ws.
+func (c Config) Validate() error {
+	switch {
+	case c.SendQueue < 1:
+		return fmt.Errorf("control.ws.send_queue: must be at least 1, got %d", c.SendQueue)
+	case c.MaxRooms < 1:
+		return fmt.Errorf("control.ws.max_rooms: must be at least 1, got %d", c.MaxRooms)
+	case c.PingInterval < time.Second:
+		return fmt.Errorf("control.ws.ping_interval: must be at least 1s, got %s", c.PingInterval)
+	case c.MaxMessageBytes < 256:
+		return fmt.Errorf("control.ws.max_message_bytes: must be at least 256, got %d", c.MaxMessageBytes)
+	}
+	return nil
+}
+
+// RoomTopic is the bus topic of a stream's room.
+func RoomTopic(streamID string) string { return "room." + streamID }
+
+// UserTopic is the bus topic of a user's personal channel.
+func UserTopic(userID string) string { return "user." + userID }
+
+// Envelope is every server → client message.
+type Envelope struct {
+	Type string `json:"type"`
+	// Room is the stream id for room messages, empty on the personal channel.
+	Room string `json:"room,omitempty"`
+	// Ref echoes the client's ref on ack and error replies.
+	Ref   string          `json:"ref,omitempty"`
+	Data  any             `json:"data,omitempty"`
+	Error *EnvelopeError  `json:"error,omitempty"`
+	Raw   json.RawMessage `json:"-"`
+}
+
+// EnvelopeError is the error of an "error" envelope.
+type EnvelopeError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Hub holds the WebSocket connections of one control process.
+type Hub struct {
+	conf     Config
+	bus      engine.Bus
+	backend  Backend
+	log      *slog.Logger
+	upgrader websocket.FastHTTPUpgrader
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	topics map[string]*topic
+	conns  map[*conn]struct{}
+	closed bool
+
+	connections atomic.Int64
+	delivered   atomic.Uint64
+	dropped     atomic.Uint64
+}
+
+// topic is one bus topic with local listeners.
+type topic struct {
+	name  string
+	conns map[*conn]struct{}
+	sub   engine.Subscription
+}
+
+// New returns a hub; call Close to disconnect every client.
+func New(conf Config, bus engine.Bus, backend Backend, log *slog.Logger) (*Hub, error) {
+	if err := conf.Validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &Hub{conf: conf, bus: bus, backend: backend, log: log.With("component", "ws"),
+		ctx: ctx, cancel: cancel, topics: map[string]*topic{}, conns: map[*conn]struct{}{}}
+	h.upgrader = websocket.FastHTTPUpgrader{
+		HandshakeTimeout: 10 * time.Second,
+		ReadBufferSize:   512,
+		WriteBufferSize:  1024,
+		WriteBufferPool:  &sync.Pool{},
+		CheckOrigin:      h.checkOrigin,
+		Error: func(ctx *fasthttp.RequestCtx, status int, reason error) {
+			ctx.SetStatusCode(status)
+			ctx.SetContentType("application/json")
+			b, _ := json.Marshal(map[string]EnvelopeError{"error": {Code: "bad_handshake", Message: reason.Error()}})
+			ctx.SetBody(b)
+		},
+	}
+	h.wg.Add(1)
+	go h.pinger()
+	return h, nil
+}
+
+func (h *Hub) checkOrigin(ctx *fasthttp.RequestCtx) bool {
+	origin := string(ctx.Request.Header.Peek("Origin"))
+	if origin == "" {
+		return true
+	}
+	for _, o := range h.conf.AllowedOrigins {
+		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	host := string(ctx.Host())
+	return strings.EqualFold(strings.TrimPrefix(strings.TrimPrefix(origin, "https://"), "http://"), host)
+}
+
+// Connections is the number of open connections.
+func (h *Hub) Connections() int64 { return h.connections.Load() }
+
+// Delivered counts messages queued to clients.
+func (h *Hub) Delivered() uint64 { return h.delivered.Load() }
+
+// Dropped counts clients disconnected for being too slow.
+func (h *Hub) Dropped() uint64 { return h.dropped.Load() }
+
+// Publish sends a message to a topic on the bus; every hub with listeners
+// on the topic, this one included, delivers it.
+func (h *Hub) Publish(ctx context.Context, topicName string, env Envelope) error {
+	payload, err := json.Marshal(env)
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", topicName, err)
+	}
+	if err := h.bus.Publish(ctx, topicName, payload); err != nil {
+		return fmt.Errorf("publish %s: %w", topicName, err)
+	}
+	return nil
+}
+
+// DeliverLocal sends a message to this hub's listeners of a topic only,
+// for data every control process already has (viewer counts from stats).
+func (h *Hub) DeliverLocal(topicName string, env Envelope) {
+	payload, err := json.Marshal(env)
+	if err != nil {
+		return
+	}
+	h.deliver(topicName, payload)
+}
+
+func (h *Hub) deliver(topicName string, payload []byte) {
+	h.mu.Lock()
+	t := h.topics[topicName]
+	if t == nil || len(t.conns) == 0 {
+		h.mu.Unlock()
+		return
+	}
+	targets := make([]*conn, 0, len(t.conns))
+	for c := range t.conns {
+		targets = append(targets, c)
+	}
+	h.mu.Unlock()
+	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, payload)
+	if err != nil {
+		return
+	}
+	for _, c := range targets {
+		c.send(pm)
+	}
+	h.delivered.Add(uint64(len(targets)))
+	// A ban takes effect on open connections at once, on every process.
+	if strings.HasPrefix(string(payload[:min(len(payload), 16)]), `{"type":"banned"`) {
+		h.expel(topicName, payload)
+	}
+}
+
+// expel removes the banned user's connections from a room.
+func (h *Hub) expel(topicName string, payload []byte) {
+	var env struct {
+		Data struct {
+			UserID string `json:"user_id"`
+		} `json:"data"`
+	}
+	if json.Unmarshal(payload, &env) != nil || env.Data.UserID == "" {
+		return
+	}
+	h.mu.Lock()
+	t := h.topics[topicName]
+	var victims []*conn
+	if t != nil {
+		for c := range t.conns {
+			if c.identity().UserID == env.Data.UserID {
+				victims = append(victims, c)
+			}
+		}
+	}
+	h.mu.Unlock()
+	for _, c := range victims {
+		h.leave(c, topicName)
+	}
+}
+
+// join adds a connection to a topic, subscribing to the bus on first use.
+func (h *Hub) join(c *conn, topicName string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return ErrClosed
+	}
+	t := h.topics[topicName]
+	if t == nil {
+		sub, err := h.bus.Subscribe(h.ctx, topicName)
+		if err != nil {
+			return fmt.Errorf("subscribe %s: %w", topicName, err)
+		}
+		t = &topic{name: topicName, conns: map[*conn]struct{}{}, sub: sub}
+		h.topics[topicName] = t
+		h.wg.Add(1)
+		go h.relay(t)
+	}
+	t.conns[c] = struct{}{}
+	return nil
+}
+
+// leave removes a connection from a topic, unsubscribing when it was the
+// last local listener.
+func (h *Hub) leave(c *conn, topicName string) {
+	h.mu.Lock()
+	t := h.topics[topicName]
+	if t == nil {
+		h.mu.Unlock()
+		return
+	}
+	delete(t.conns, c)
+	var sub engine.Subscription
+	if len(t.conns) == 0 {
+		delete(h.topics, topicName)
+		sub = t.sub
+	}
+	h.mu.Unlock()
+	c.forget(topicName)
+	if sub != nil {
+		sub.Close()
+	}
+}
+
+// relay copies bus messages of one topic to the local listeners.
+func (h *Hub) relay(t *topic) {
+	defer h.wg.Done()
+	for msg := range t.sub.C() {
+		h.deliver(t.name, msg.Payload)
+	}
+}
+
+// pinger pings every connection so dead peers are found and proxies keep
+// idle connections open. Pings go through each connection's queue, so a
+// slow client never blocks the pinger.
+func (h *Hub) pinger() {
+	defer h.wg.Done()
+	tick := time.NewTicker(h.conf.PingInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		h.mu.Lock()
+		all := make([]*conn, 0, len(h.conns))
+		for c := range h.conns {
+			all = append(all, c)
+		}
+		h.mu.Unlock()
+		for _, c := range all {
+			c.send(nil)
+		}
+	}
+}
+
+// Handle upgrades GET /api/v1/ws. The access token may come as the
+// "access_token" query parameter, an Authorization: Bearer header, or later
+// in an "auth" message (which keeps it out of URLs and logs).
+func (h *Hub) Handle(ctx *fasthttp.RequestCtx) {
+	var id Identity
+	tok := string(ctx.QueryArgs().Peek("access_token"))
+	if tok == "" {
+		if a := string(ctx.Request.Header.Peek("Authorization")); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+			tok = a[7:]
+		}
+	}
+	if tok != "" {
+		var err error
+		if id, err = h.backend.Authenticate(tok); err != nil {
+			ctx.SetStatusCode(fasthttp.StatusUnauthorized)
+			ctx.SetContentType("application/json")
+			b, _ := json.Marshal(map[string]EnvelopeError{"error": {Code: errCode(err, "unauthorized"), Message: err.Error()}})
+			ctx.SetBody(b)
+			return
+		}
+	}
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
+		ctx.Error(`{"error":{"code":"shutting_down","message":"server is shutting down"}}`, fasthttp.StatusServiceUnavailable)
+		return
+	}
+	_ = h.upgrader.Upgrade(ctx, func(ws *websocket.Conn) {
+		c := &conn{hub: h, ws: ws, id: id}
+		if !h.register(c) {
+			ws.Close()
+			return
+		}
+		defer h.wg.Done()
+		c.serve()
+	})
+}
+
+func (h *Hub) register(c *conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.conns[c] = struct{}{}
+	h.wg.Add(1)
+	h.connections.Add(1)
+	return true
+}
+
+func (h *Hub) unregister(c *conn) {
+	h.mu.Lock()
+	delete(h.conns, c)
+	h.mu.Unlock()
+	for _, t := range c.topicList() {
+		h.leave(c, t)
+	}
+	h.connections.Add(-1)
+}
+
+// Close disconnects every client and waits for the hub's goroutines.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	h.closed = true
+	all := make([]*conn, 0, len(h.conns))
+	for c := range h.conns {
+		all = append(all, c)
+	}
+	h.mu.Unlock()
+	h.cancel()
+	for _, c := range all {
+		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
+		c.close()
+	}
+	h.wg.Wait()
+}
+
+func errCode(err error, fallback string) string {
+	var ce CodedError
+	if errors.As(err, &ce) {
+		return ce.Code()
+	}
+	return fallback
+}

@@ -1,0 +1,112 @@
+package control
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Access says who may call a route.
+type Access int
+
+// Route access levels.
+const (
+	// Public routes need no token; a valid token is still read if sent.
+	Public Access = iota
+	// Authenticated routes need a valid access token.
+	Authenticated
+)
+
+// HandlerFunc handles a request; a returned error is written as an API
+// error, so handlers never format errors themselves.
+type HandlerFunc func(ctx *fasthttp.RequestCtx) error
+
+// Route is one entry of the route table.
+type Route struct {
+	Method  string
+	Pattern string // "/api/v1/streams/{id}"
+	Access  Access
+	handler HandlerFunc
+	parts   []string
+}
+
+// router matches "/a/{param}/b" patterns segment by segment. The table is
+// small (tens of routes), so a linear scan is simpler than a trie and fast
+// enough next to a database round trip.
+type router struct {
+	routes []*Route
+}
+
+func (r *router) add(method, pattern string, access Access, h HandlerFunc) {
+	r.routes = append(r.routes, &Route{Method: method, Pattern: pattern, Access: access, handler: h,
+		parts: strings.Split(strings.Trim(pattern, "/"), "/")})
+}
+
+// match finds the route of a request. It answers the route and its params,
+// or allowed methods when the path exists under another method.
+func (r *router) match(method, path string) (*Route, map[string]string, []string) {
+	segs := strings.Split(strings.Trim(path, "/"), "/")
+	var allowed []string
+	for _, rt := range r.routes {
+		params, ok := matchParts(rt.parts, segs)
+		if !ok {
+			continue
+		}
+		if rt.Method != method {
+			allowed = append(allowed, rt.Method)
+			continue
+		}
+		return rt, params, nil
+	}
+	return nil, nil, allowed
+}
+
+func matchParts(parts, segs []string) (map[string]string, bool) {
+	if len(parts) != len(segs) {
+		return nil, false
+	}
+	var params map[string]string
+	for i, p := range parts {
+		if len(p) > 2 && p[0] == '{' && p[len(p)-1] == '}' {
+			if segs[i] == "" {
+				return nil, false
+			}
+			if params == nil {
+				params = map[string]string{}
+			}
+			params[p[1:len(p)-1]] = segs[i]
+			continue
+		}
+		if p != segs[i] {
+			return nil, false
+		}
+	}
+	return params, true
+}
+
+// table returns the routes sorted by pattern and method.
+func (r *router) table() []Route {
+	out := make([]Route, 0, len(r.routes))
+	for _, rt := range r.routes {
+		out = append(out, Route{Method: rt.Method, Pattern: rt.Pattern, Access: rt.Access})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Pattern != out[j].Pattern {
+			return out[i].Pattern < out[j].Pattern
+		}
+		return out[i].Method < out[j].Method
+	})
+	return out
+}
+
+const paramsKey = "control.params"
+
+// Param returns a path parameter of the matched route ("id" for
+// /streams/{id}).
+func Param(ctx *fasthttp.RequestCtx, name string) string {
+	if m, ok := ctx.UserValue(paramsKey).(map[string]string); ok {
+		return m[name]
+	}
+	return ""
+}
