@@ -339,6 +339,11 @@ func (x *SFU) handleWHEP(ctx *fasthttp.RequestCtx, rest string) {
 		HTTPError(ctx, fasthttp.StatusNotFound, fmt.Errorf("stream %q: %w", rest, engine.ErrStreamNotFound))
 		return
 	}
+	s, pinned, err := x.resolveStream(id, rendition)
+	if err != nil {
+		HTTPError(ctx, fasthttp.StatusNotFound, err)
+		return
+	}
 	body, ok := ReadSDPBody(ctx, x.conf.MaxSDPBytes, "application/sdp")
 	if !ok {
 		return
@@ -346,11 +351,6 @@ func (x *SFU) handleWHEP(ctx *fasthttp.RequestCtx, rest string) {
 	offer, _, _, err := ParseOffer(body)
 	if err != nil {
 		HTTPError(ctx, fasthttp.StatusBadRequest, err)
-		return
-	}
-	s, pinned, err := x.resolveStream(id, rendition)
-	if err != nil {
-		HTTPError(ctx, fasthttp.StatusNotFound, err)
 		return
 	}
 	v, answer, err := x.newViewer(s, pinned, offer, ctx.RemoteAddr().String())
@@ -398,12 +398,15 @@ func (x *SFU) newViewer(s *engine.Stream, pinned bool, offer webrtc.SessionDescr
 		return nil, nil, err
 	}
 	var senders []*webrtc.RTPSender
+	var bound []*boundTrack
 	if s.VideoTrack() >= 0 && s.Tracks()[s.VideoTrack()].Codec == engine.CodecH264 {
 		v.video, err = webrtc.NewTrackLocalStaticRTP(H264Capability, "video", "liveengine-"+group)
 		if err != nil {
 			return fail(err)
 		}
-		snd, err := pc.AddTrack(v.video)
+		b := newBoundTrack(v.video)
+		bound = append(bound, b)
+		snd, err := pc.AddTrack(b)
 		if err != nil {
 			return fail(fmt.Errorf("add video track: %w", err))
 		}
@@ -414,7 +417,9 @@ func (x *SFU) newViewer(s *engine.Stream, pinned bool, offer webrtc.SessionDescr
 		if err != nil {
 			return fail(err)
 		}
-		snd, err := pc.AddTrack(v.audio)
+		b := newBoundTrack(v.audio)
+		bound = append(bound, b)
+		snd, err := pc.AddTrack(b)
 		if err != nil {
 			return fail(fmt.Errorf("add audio track: %w", err))
 		}
@@ -477,12 +482,23 @@ func (x *SFU) newViewer(s *engine.Stream, pinned bool, offer webrtc.SessionDescr
 	v.mu.Lock()
 	v.subs = append(v.subs, feeds...)
 	v.mu.Unlock()
-	for _, f := range feeds {
-		if !f.add(v, true) {
-			v.close()
-			return nil, nil, fmt.Errorf("stream %q: %w", f.key, engine.ErrStreamNotFound)
+	// Attach once the tracks are bound (DTLS is up): a packet written
+	// before goes nowhere, and the replayed keyframe must not be lost.
+	go func() {
+		for _, b := range bound {
+			select {
+			case <-b.bound:
+			case <-v.done:
+				return
+			}
 		}
-	}
+		for _, f := range feeds {
+			if !f.add(v, true) {
+				v.close()
+				return
+			}
+		}
+	}()
 	if bwe != nil {
 		go v.abr()
 	}
@@ -539,4 +555,25 @@ func Trickle(pc *webrtc.PeerConnection, body []byte) error {
 		}
 	}
 	return nil
+}
+
+// boundTrack tells when pion binds the track to the peer connection (DTLS
+// connected, sender started): from then on written packets reach the peer.
+type boundTrack struct {
+	*webrtc.TrackLocalStaticRTP
+	bound chan struct{}
+	once  sync.Once
+}
+
+func newBoundTrack(t *webrtc.TrackLocalStaticRTP) *boundTrack {
+	return &boundTrack{TrackLocalStaticRTP: t, bound: make(chan struct{})}
+}
+
+// Bind implements webrtc.TrackLocal.
+func (b *boundTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	p, err := b.TrackLocalStaticRTP.Bind(ctx)
+	if err == nil {
+		b.once.Do(func() { close(b.bound) })
+	}
+	return p, err
 }
