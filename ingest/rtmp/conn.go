@@ -312,8 +312,10 @@ func (h *connHandler) OnClose() {
 	h.log.Log(context.Background(), level, "rtmp connection closed", attrs...)
 }
 
-// firstLine trims go-rtmp's "%+v" errors, which carry stack traces.
+// firstLine trims go-rtmp's "%+v" errors, which carry stack traces, and
+// the wording of its log line around them.
 func firstLine(s string) string {
+	s = strings.TrimPrefix(s, "Server closed by error: Err = ")
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		s = s[:i]
 	}
