@@ -391,3 +391,5 @@ var (
 func newID(prefix string, t time.Time) string {
 	return fmt.Sprintf("%s%012x%s%06x", prefix, t.UnixMilli(), idNode, idSeq.Add(1)&0xffffff)
 }
+
+func isUnique(err error) bool { return sqldb.IsUniqueViolation(err) }

@@ -1,0 +1,440 @@
+package ledger
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/liveengine/liveengine/control/ledger/payment"
+	"github.com/valyala/fasthttp"
+)
+
+// Roles the API distinguishes.
+const RoleAdmin = "admin"
+
+// HeaderIdempotencyKey carries the client's idempotency key.
+const HeaderIdempotencyKey = "Idempotency-Key"
+
+// Authenticator identifies the caller of a request (the control plane's JWT
+// auth). A non-nil error answers 401.
+type Authenticator interface {
+	Authenticate(ctx *fasthttp.RequestCtx) (userID, role string, err error)
+}
+
+// StreamDirectory tells who owns a stream and whether it is live.
+type StreamDirectory interface {
+	StreamOwner(ctx context.Context, streamID string) (ownerID string, live bool, err error)
+}
+
+// ErrStreamNotFound is what a StreamDirectory returns (wrapped) for an
+// unknown stream; the API answers 404.
+var ErrStreamNotFound = errors.New("stream not found")
+
+// RoomPublisher sends an event to a stream's WebSocket room.
+type RoomPublisher interface {
+	PublishRoomEvent(ctx context.Context, streamID string, event any) error
+}
+
+// APIDeps is what the money API needs from the control plane.
+type APIDeps struct {
+	Auth    Authenticator
+	Streams StreamDirectory
+	Rooms   RoomPublisher
+	// Leaderboard defaults to an in-process one.
+	Leaderboard Leaderboard
+	// Providers default to APIConfig.Providers().
+	Providers []payment.Provider
+	Config    APIConfig
+	Log       *slog.Logger
+}
+
+// Route is one endpoint for the control router.
+type Route struct {
+	Method  string
+	Path    string
+	Handler fasthttp.RequestHandler
+}
+
+// API serves wallets, top-ups, gifts, leaderboards, earnings, withdrawals and
+// admin reports over fasthttp.
+type API struct {
+	l         *Ledger
+	deps      APIDeps
+	conf      APIConfig
+	log       *slog.Logger
+	providers map[string]payment.Provider
+	routes    []Route
+	patterns  [][]string
+
+	inflightMu sync.Mutex
+	inflight   map[string]struct{}
+
+	catalog *catalogCache
+
+	events     chan GiftEvent
+	eventsDone chan struct{}
+	closeOnce  sync.Once
+	now        func() time.Time
+}
+
+// GiftEvent is what a stream's room receives when a gift is sent (for the
+// on-screen animation) and what leaderboards count.
+type GiftEvent struct {
+	Type         string    `json:"type"` // "gift"
+	StreamID     string    `json:"stream_id"`
+	SenderID     string    `json:"sender_id"`
+	StreamerID   string    `json:"streamer_id"`
+	GiftID       string    `json:"gift_id"`
+	GiftName     string    `json:"gift_name"`
+	AnimationURL string    `json:"animation_url"`
+	Tier         int       `json:"tier"`
+	Quantity     int64     `json:"quantity"`
+	Coins        int64     `json:"coins"`
+	TransferID   string    `json:"transfer_id"`
+	At           time.Time `json:"at"`
+	earned       int64
+}
+
+// NewAPI builds the money API on a started ledger. Close it before the ledger.
+func NewAPI(l *Ledger, deps APIDeps) (*API, error) {
+	if err := deps.Config.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Auth == nil || deps.Streams == nil {
+		return nil, errors.New("ledger api: Auth and Streams are required")
+	}
+	if deps.Leaderboard == nil {
+		deps.Leaderboard = NewMemoryLeaderboard()
+	}
+	if deps.Providers == nil {
+		deps.Providers = deps.Config.Providers()
+	}
+	if deps.Log == nil {
+		deps.Log = slog.Default()
+	}
+	a := &API{
+		l: l, deps: deps, conf: deps.Config, log: deps.Log.With("component", "wallet-api"),
+		providers: make(map[string]payment.Provider), inflight: make(map[string]struct{}),
+		events: make(chan GiftEvent, 65536), eventsDone: make(chan struct{}), now: time.Now,
+	}
+	a.catalog = newCatalogCache(l.db, deps.Config.CatalogTTL)
+	for _, p := range deps.Providers {
+		a.providers[p.Name()] = p
+	}
+	a.buildRoutes()
+	go a.runEvents()
+	return a, nil
+}
+
+// Close stops the gift-event worker after it delivered what was queued.
+func (a *API) Close() {
+	a.closeOnce.Do(func() {
+		close(a.events)
+		<-a.eventsDone
+	})
+}
+
+// Leaderboard returns the API's leaderboard (for Rebuild).
+func (a *API) Leaderboard() Leaderboard { return a.deps.Leaderboard }
+
+// Routes lists the endpoints; paths use {name} for parameters, and every
+// handler reads its parameters from the request path itself, so any router
+// that matches the pattern can mount it.
+func (a *API) Routes() []Route { return a.routes }
+
+// Handle serves every route of the API (404/405 otherwise); for mounting
+// the whole /api/v1 money surface with one call, and for tests.
+func (a *API) Handle(ctx *fasthttp.RequestCtx) {
+	path := splitPath(string(ctx.Path()))
+	methodOK := false
+	for i, r := range a.routes {
+		if _, ok := matchPath(a.patterns[i], path); ok {
+			if string(ctx.Method()) == r.Method {
+				r.Handler(ctx)
+				return
+			}
+			methodOK = true
+		}
+	}
+	if methodOK {
+		writeError(ctx, fasthttp.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this path")
+		return
+	}
+	writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such endpoint")
+}
+
+type params map[string]string
+
+type caller struct {
+	id, role string
+}
+
+func (c caller) admin() bool { return c.role == RoleAdmin }
+
+type handlerFunc func(ctx *fasthttp.RequestCtx, p params, who caller)
+
+// route registers a handler; auth "" = public, "user", "admin".
+func (a *API) route(method, pattern, auth string, h handlerFunc) {
+	pat := splitPath(pattern)
+	a.patterns = append(a.patterns, pat)
+	a.routes = append(a.routes, Route{Method: method, Path: pattern, Handler: func(ctx *fasthttp.RequestCtx) {
+		p, ok := matchPath(pat, splitPath(string(ctx.Path())))
+		if !ok {
+			writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such endpoint")
+			return
+		}
+		var who caller
+		if auth != "" {
+			id, role, err := a.deps.Auth.Authenticate(ctx)
+			if err != nil || id == "" {
+				writeError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "sign in first")
+				return
+			}
+			who = caller{id: id, role: role}
+			if auth == "admin" && !who.admin() {
+				writeError(ctx, fasthttp.StatusForbidden, "forbidden", "admins only")
+				return
+			}
+		}
+		if len(ctx.PostBody()) > 64<<10 {
+			writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "body_too_large", "request body over 64 KiB")
+			return
+		}
+		h(ctx, p, who)
+	}})
+}
+
+func splitPath(p string) []string {
+	return strings.Split(strings.Trim(p, "/"), "/")
+}
+
+func matchPath(pattern, path []string) (params, bool) {
+	if len(pattern) != len(path) {
+		return nil, false
+	}
+	var p params
+	for i, seg := range pattern {
+		if strings.HasPrefix(seg, "{") {
+			if path[i] == "" {
+				return nil, false
+			}
+			if p == nil {
+				p = params{}
+			}
+			p[seg[1:len(seg)-1]] = path[i]
+			continue
+		}
+		if seg != path[i] {
+			return nil, false
+		}
+	}
+	return p, true
+}
+
+func (a *API) buildRoutes() {
+	a.route("GET", "/api/v1/wallet", "user", a.getWallet)
+	a.route("GET", "/api/v1/wallet/transactions", "user", a.listTransactions)
+	a.route("POST", "/api/v1/wallet/topups", "user", a.createTopup)
+	a.route("GET", "/api/v1/wallet/topups/{id}", "user", a.getTopup)
+	a.route("POST", "/api/v1/payments/webhooks/{provider}", "", a.webhook)
+	a.route("POST", "/api/v1/payments/sandbox/orders/{id}/complete", "user", a.sandboxComplete)
+	a.route("GET", "/api/v1/gifts", "", a.listGifts)
+	a.route("POST", "/api/v1/gifts", "admin", a.createGift)
+	a.route("PUT", "/api/v1/gifts/{id}", "admin", a.updateGift)
+	a.route("POST", "/api/v1/streams/{id}/gifts", "user", a.sendGift)
+	a.route("GET", "/api/v1/leaderboards/gifters", "", a.leaderboardGifters)
+	a.route("GET", "/api/v1/leaderboards/streamers", "", a.leaderboardStreamers)
+	a.route("GET", "/api/v1/streams/{id}/leaderboard", "", a.streamLeaderboard)
+	a.route("GET", "/api/v1/earnings", "user", a.getEarnings)
+	a.route("POST", "/api/v1/withdrawals", "user", a.createWithdrawal)
+	a.route("GET", "/api/v1/withdrawals", "user", a.listWithdrawals)
+	a.route("GET", "/api/v1/admin/withdrawals", "admin", a.adminListWithdrawals)
+	a.route("POST", "/api/v1/admin/withdrawals/{id}/approve", "admin", a.approveWithdrawal)
+	a.route("POST", "/api/v1/admin/withdrawals/{id}/reject", "admin", a.rejectWithdrawal)
+	a.route("PUT", "/api/v1/admin/streamers/{id}/commission", "admin", a.setCommission)
+	a.route("GET", "/api/v1/admin/reports/commission", "admin", a.commissionReport)
+	a.route("GET", "/api/v1/admin/invariants", "admin", a.invariants)
+	a.route("POST", "/api/v1/admin/leaderboards/rebuild", "admin", a.rebuildLeaderboards)
+}
+
+// apiError is the body of every error answer.
+type apiError struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func writeError(ctx *fasthttp.RequestCtx, status int, code, msg string) {
+	var e apiError
+	e.Error.Code, e.Error.Message = code, msg
+	b, _ := json.Marshal(e)
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		writeError(ctx, fasthttp.StatusInternalServerError, "internal", "encoding failed")
+		return
+	}
+	writeRaw(ctx, status, b)
+}
+
+func writeRaw(ctx *fasthttp.RequestCtx, status int, body []byte) {
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(body)
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("ledger: marshal %T: %v", v, err))
+	}
+	return b
+}
+
+// decode reads a JSON body strictly; on error it answers 400.
+func decode(ctx *fasthttp.RequestCtx, v any) bool {
+	dec := json.NewDecoder(strings.NewReader(string(ctx.PostBody())))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", "invalid JSON body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+// idem is one idempotent request in flight.
+type idem struct {
+	key, fingerprint string
+	release          func()
+}
+
+// beginIdempotent reads the Idempotency-Key header, scopes it to the caller,
+// fingerprints the request and marks it in flight; a concurrent duplicate
+// answers 409. The caller must call release.
+func (a *API) beginIdempotent(ctx *fasthttp.RequestCtx, who caller) (idem, bool) {
+	k := string(ctx.Request.Header.Peek(HeaderIdempotencyKey))
+	if k == "" || len(k) > 200 {
+		writeError(ctx, fasthttp.StatusBadRequest, "idempotency_key_required", "send an Idempotency-Key header (1..200 bytes) with every money-moving request")
+		return idem{}, false
+	}
+	h := sha256.New()
+	h.Write(ctx.Method())
+	h.Write([]byte{' '})
+	h.Write(ctx.Path())
+	h.Write([]byte{'\n'})
+	h.Write(ctx.PostBody())
+	fp := hex.EncodeToString(h.Sum(nil)[:16])
+	key := "u:" + who.id + ":" + k
+	a.inflightMu.Lock()
+	if _, busy := a.inflight[key]; busy {
+		a.inflightMu.Unlock()
+		writeError(ctx, fasthttp.StatusConflict, "idempotency_in_flight", "a request with this Idempotency-Key is still being processed; retry later")
+		return idem{}, false
+	}
+	a.inflight[key] = struct{}{}
+	a.inflightMu.Unlock()
+	return idem{key: key, fingerprint: fp, release: func() {
+		a.inflightMu.Lock()
+		delete(a.inflight, key)
+		a.inflightMu.Unlock()
+	}}, true
+}
+
+// replayStored answers from a stored transfer with this key, if any; used
+// before answering a validation error so that a retry of a request that
+// succeeded earlier (say, before the stream ended) gets its first answer.
+func (a *API) replayStored(ctx *fasthttp.RequestCtx, rc context.Context, id idem) bool {
+	db := a.l.db
+	var fp, body string
+	var status int
+	err := db.QueryRowContext(rc, db.Rebind("SELECT fingerprint, resp_status, resp_body FROM ledger_transfers WHERE idem_key = ?"), id.key).Scan(&fp, &status, &body)
+	if err != nil {
+		return false
+	}
+	if fp != id.fingerprint {
+		writeError(ctx, fasthttp.StatusUnprocessableEntity, "idempotency_key_reused", "this Idempotency-Key was used with a different request")
+		return true
+	}
+	writeRaw(ctx, status, []byte(body))
+	return true
+}
+
+// transferError answers a ledger error.
+func (a *API) transferError(ctx *fasthttp.RequestCtx, err error) {
+	var fe *FundsError
+	switch {
+	case errors.As(err, &fe):
+		writeError(ctx, fasthttp.StatusPaymentRequired, "insufficient_funds", fmt.Sprintf("not enough coins: balance %d, needs %d", fe.Balance, fe.Requested))
+	case errors.Is(err, ErrIdempotencyConflict):
+		writeError(ctx, fasthttp.StatusUnprocessableEntity, "idempotency_key_reused", "this Idempotency-Key was used with a different request")
+	case errors.Is(err, ErrInvalidTransfer):
+		writeError(ctx, fasthttp.StatusBadRequest, "invalid_transfer", err.Error())
+	case errors.Is(err, ErrClosed):
+		writeError(ctx, fasthttp.StatusServiceUnavailable, "unavailable", "shutting down; retry with the same Idempotency-Key")
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		writeError(ctx, fasthttp.StatusServiceUnavailable, "timeout", "not answered in time; retry with the same Idempotency-Key")
+	default:
+		a.log.Error("transfer failed", "err", err)
+		writeError(ctx, fasthttp.StatusInternalServerError, "internal", "transfer failed; retry with the same Idempotency-Key")
+	}
+}
+
+func (a *API) reqContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), a.conf.RequestTimeout)
+}
+
+// runEvents delivers gift events to rooms and leaderboards off the request
+// path, a batch at a time.
+func (a *API) runEvents() {
+	defer close(a.eventsDone)
+	batch := make([]GiftEvent, 0, 512)
+	recs := make([]GiftRecord, 0, 512)
+	for ev := range a.events {
+		batch = append(batch[:0], ev)
+	fill:
+		for len(batch) < cap(batch) {
+			select {
+			case ev, ok := <-a.events:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, ev)
+			default:
+				break fill
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		recs = recs[:0]
+		for _, ev := range batch {
+			recs = append(recs, GiftRecord{Sender: ev.SenderID, StreamID: ev.StreamID, Coins: ev.Coins, Streamer: ev.StreamerID, Earned: ev.earned, At: ev.At})
+			if a.deps.Rooms != nil {
+				if err := a.deps.Rooms.PublishRoomEvent(ctx, ev.StreamID, ev); err != nil {
+					a.log.Warn("gift event not delivered to room", "stream", ev.StreamID, "err", err)
+				}
+			}
+		}
+		if err := a.deps.Leaderboard.Add(ctx, recs); err != nil {
+			a.log.Warn("leaderboard update failed; rebuild from the ledger", "gifts", len(recs), "err", err)
+		}
+		cancel()
+	}
+}
+
+func decodeStrict(body []byte, v any) error {
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}

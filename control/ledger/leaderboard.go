@@ -1,0 +1,208 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/liveengine/liveengine/control/sqldb"
+)
+
+// GiftRecord is one gift as the leaderboards count it.
+type GiftRecord struct {
+	// Sender gifted Coins on StreamID.
+	Sender   string
+	StreamID string
+	Coins    int64
+	// Streamer earned Earned coins (after commission); empty when the
+	// record carries no earnings (a commission leg during Rebuild).
+	Streamer string
+	Earned   int64
+	At       time.Time
+}
+
+// Period of a leaderboard.
+type Period string
+
+// Leaderboard periods; day and week are UTC (ISO weeks).
+const (
+	PeriodDay  Period = "day"
+	PeriodWeek Period = "week"
+	PeriodAll  Period = "all"
+)
+
+// Board names one leaderboard.
+type Board struct {
+	// Streamers selects the top earning streamers; otherwise top gifters.
+	Streamers bool
+	// StreamID restricts gifters to one stream ("" means all streams).
+	StreamID string
+	// Period and At choose the bucket (the day or week containing At).
+	Period Period
+	At     time.Time
+}
+
+// Key is the board's storage key.
+func (b Board) Key() string {
+	p := bucket(b.Period, b.At)
+	switch {
+	case b.Streamers:
+		return "streamers:" + p
+	case b.StreamID != "":
+		return "stream:" + b.StreamID + ":" + p
+	default:
+		return "gifters:" + p
+	}
+}
+
+func bucket(p Period, t time.Time) string {
+	t = t.UTC()
+	switch p {
+	case PeriodDay:
+		return "day:" + t.Format("2006-01-02")
+	case PeriodWeek:
+		y, w := t.ISOWeek()
+		return fmt.Sprintf("week:%04d-W%02d", y, w)
+	default:
+		return "all"
+	}
+}
+
+// boardKeys returns the keys a record increments, with the member and score.
+func (g GiftRecord) increments(yield func(key, member string, score int64)) {
+	for _, p := range []Period{PeriodDay, PeriodWeek, PeriodAll} {
+		if g.Sender != "" && g.Coins > 0 {
+			yield(Board{StreamID: g.StreamID, Period: p, At: g.At}.Key(), g.Sender, g.Coins)
+			yield(Board{Period: p, At: g.At}.Key(), g.Sender, g.Coins)
+		}
+		if g.Streamer != "" && g.Earned > 0 {
+			yield(Board{Streamers: true, Period: p, At: g.At}.Key(), g.Streamer, g.Earned)
+		}
+	}
+}
+
+// Standing is one row of a leaderboard.
+type Standing struct {
+	Rank  int    `json:"rank"`
+	ID    string `json:"user_id"`
+	Coins int64  `json:"coins"`
+}
+
+// Leaderboard keeps the derived rankings. The ledger is the truth: a board
+// can always be rebuilt from it (Rebuild).
+type Leaderboard interface {
+	// Add counts gifts.
+	Add(ctx context.Context, gifts []GiftRecord) error
+	// Top returns the first n standings of a board.
+	Top(ctx context.Context, b Board, n int) ([]Standing, error)
+	// Reset empties every board.
+	Reset(ctx context.Context) error
+}
+
+// MemoryLeaderboard is the in-process Leaderboard (single node, `all` mode).
+type MemoryLeaderboard struct {
+	mu     sync.Mutex
+	boards map[string]map[string]int64
+}
+
+var _ Leaderboard = (*MemoryLeaderboard)(nil)
+
+// NewMemoryLeaderboard returns an empty in-process leaderboard.
+func NewMemoryLeaderboard() *MemoryLeaderboard {
+	return &MemoryLeaderboard{boards: make(map[string]map[string]int64)}
+}
+
+// Add implements Leaderboard.
+func (m *MemoryLeaderboard) Add(_ context.Context, gifts []GiftRecord) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, g := range gifts {
+		g.increments(func(key, member string, score int64) {
+			b := m.boards[key]
+			if b == nil {
+				b = make(map[string]int64)
+				m.boards[key] = b
+			}
+			b[member] += score
+		})
+	}
+	return nil
+}
+
+// Top implements Leaderboard.
+func (m *MemoryLeaderboard) Top(_ context.Context, b Board, n int) ([]Standing, error) {
+	m.mu.Lock()
+	board := m.boards[b.Key()]
+	out := make([]Standing, 0, len(board))
+	for id, c := range board {
+		out = append(out, Standing{ID: id, Coins: c})
+	}
+	m.mu.Unlock()
+	sortStandings(out)
+	if len(out) > n {
+		out = out[:n]
+	}
+	return out, nil
+}
+
+// Reset implements Leaderboard.
+func (m *MemoryLeaderboard) Reset(context.Context) error {
+	m.mu.Lock()
+	m.boards = make(map[string]map[string]int64)
+	m.mu.Unlock()
+	return nil
+}
+
+func sortStandings(s []Standing) {
+	sort.Slice(s, func(i, k int) bool {
+		if s[i].Coins != s[k].Coins {
+			return s[i].Coins > s[k].Coins
+		}
+		return s[i].ID < s[k].ID
+	})
+	for i := range s {
+		s[i].Rank = i + 1
+	}
+}
+
+// Rebuild empties lb and recounts every gift in the ledger. Gifts sent while
+// it runs may be counted twice or not at all; run it when gifting is quiet
+// (the `liveengine leaderboards rebuild` command) or run it again.
+func Rebuild(ctx context.Context, db *sqldb.DB, lb Leaderboard) error {
+	if err := lb.Reset(ctx); err != nil {
+		return fmt.Errorf("leaderboard rebuild: reset: %w", err)
+	}
+	rows, err := db.QueryContext(ctx, db.Rebind("SELECT actor, stream_id, credit, amount, created_at FROM ledger_entries WHERE kind = ?"), TransferGift)
+	if err != nil {
+		return fmt.Errorf("leaderboard rebuild: %w", err)
+	}
+	defer rows.Close()
+	batch := make([]GiftRecord, 0, 1024)
+	for rows.Next() {
+		var actor, stream, credit string
+		var amount, at int64
+		if err := rows.Scan(&actor, &stream, &credit, &amount, &at); err != nil {
+			return fmt.Errorf("leaderboard rebuild: %w", err)
+		}
+		g := GiftRecord{Sender: actor, StreamID: stream, Coins: amount, At: time.UnixMicro(at)}
+		if a := AccountID(credit); a.Kind() == KindEarnings {
+			g.Streamer, g.Earned = a.Owner(), amount
+		}
+		batch = append(batch, g)
+		if len(batch) == cap(batch) {
+			if err := lb.Add(ctx, batch); err != nil {
+				return fmt.Errorf("leaderboard rebuild: %w", err)
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("leaderboard rebuild: %w", err)
+	}
+	if err := lb.Add(ctx, batch); err != nil {
+		return fmt.Errorf("leaderboard rebuild: %w", err)
+	}
+	return nil
+}
