@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -23,7 +24,7 @@ import (
 func init() {
 	register("rtmp-publish", scenario{
 		summary: "N RTMP publishers of a pre-encoded clip, paced in real time, every frame stamped with its send time",
-		flags: func(fs *flag.FlagSet) runner { return rtmpFlags(fs, "url", "n") },
+		flags:   func(fs *flag.FlagSet) runner { return rtmpFlags(fs, "url", "n") },
 	})
 }
 
@@ -143,10 +144,17 @@ func retry(ctx context.Context, r *Run, client func() error) {
 		if ctx.Err() != nil {
 			return
 		}
-		r.Error(err)
+		wait := time.Second
+		if errors.Is(err, errNotLive) {
+			// The stream is not there yet (publisher still starting): not
+			// an error, just poll again soon.
+			wait = 250 * time.Millisecond
+		} else {
+			r.Error(err)
+		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(time.Second):
+		case <-time.After(wait):
 		}
 	}
 }

@@ -128,7 +128,7 @@ func (r *Run) Note(format string, args ...any) {
 func (r *Run) Elapsed() time.Duration { return time.Since(r.start) }
 
 type tick struct {
-	at                                    time.Time
+	at                                 time.Time
 	bytes, frames, ops, errors, stalls int64
 }
 
@@ -326,6 +326,10 @@ func (r *Run) Report() *Report {
 	}
 	return rep
 }
+
+// errNotLive means a viewer found no stream yet; it polls again without
+// counting an error.
+var errNotLive = errors.New("stream not live yet")
 
 // errStopped marks the normal end of a client when the run's context ends.
 var errStopped = errors.New("stopped")
