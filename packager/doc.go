@@ -24,13 +24,16 @@
 // # Boundaries
 //
 // Boundaries depend on timestamps only, never on the wall clock: a segment
-// starts at the first video keyframe whose DTS is at least
-// hls.segment_duration after the segment's start, and parts are cut at the
-// first video sample at or after each multiple of hls.part_target counted from
-// the segment's start. Renditions whose keyframes carry the same timestamps
-// therefore cut identical segments and parts, and the packager keeps a clock
-// per group so that a rendition that joins late takes the media sequence
-// number its siblings gave to the same start time.
+// ends at the first video keyframe at or after the next multiple of
+// hls.segment_duration (an absolute grid on the stream clock, so with a 2 s
+// GOP and the 1 s default segments last 2 s), and parts are cut at the first
+// video sample at or after each multiple of hls.part_target counted from the
+// segment's start. A segment without keyframes ends after
+// hls.max_parts_per_segment parts. Renditions whose keyframes carry the same
+// timestamps (the transcoder aligns them) therefore cut identical segments
+// and parts, and the packager keeps a segment clock per group: a rendition
+// that joins late takes the media sequence number its siblings gave to the
+// same time, so the same MSN means the same moment in every rendition.
 //
 // Segments and parts are immutable byte slices once published: a part is a
 // sub-slice of its segment's buffer, and responses reference them without

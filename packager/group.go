@@ -41,20 +41,35 @@ func newGroup(id string) *group {
 }
 
 // firstMSN chooses the media sequence number of a rendition's first
-// segment, which starts at dts: the number a sibling gave the same start,
-// else one past every number the group used, else 0.
+// segment, which starts at dts: the number a sibling gave the same start or
+// the sibling segment that contains dts (so the next boundary, which the
+// siblings share, gets the same number in both), else one past every
+// number the group used, else 0.
 func (g *group) firstMSN(dts time.Duration) uint64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for i := len(g.starts) - 1; i >= 0; i-- {
-		if g.starts[i].dts == dts {
-			return g.starts[i].msn
+	best := -1
+	for i, s := range g.starts {
+		if s.dts <= dts && (best < 0 || s.dts > g.starts[best].dts) {
+			best = i
 		}
+	}
+	if best >= 0 {
+		return g.starts[best].msn
 	}
 	if !g.anyMSN {
 		return 0
 	}
 	return g.lastMSN + 1
+}
+
+// restart forgets the segment clock of an earlier publish, whose
+// timestamps mean nothing to a new one, but keeps numbering after its last
+// number so URLs cached from it are never reused.
+func (g *group) restart() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.starts = g.starts[:0]
 }
 
 // recordStart notes that a segment starting at dts has number msn.

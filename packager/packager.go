@@ -145,8 +145,17 @@ func (p *Packager) StreamStarted(s *engine.Stream) {
 	}
 	g.mu.Lock()
 	old := g.renditions[name]
+	live := false
+	for _, x := range g.renditions {
+		x.mu.Lock()
+		live = live || !x.ended
+		x.mu.Unlock()
+	}
 	g.renditions[name] = r
 	g.mu.Unlock()
+	if !live {
+		g.restart() // a new publish: earlier timestamps do not apply
+	}
 	if old != nil {
 		if rd := old.getReader(); rd != nil {
 			rd.Close() // a stale rendition of an earlier publish

@@ -124,6 +124,12 @@ type rendition struct {
 	cacheGen   uint64
 	cache      []byte
 
+	// progress is the DTS of the last leader sample processed, and live
+	// is set from the first keyframe to the end: a sibling that starts late
+	// waits for live siblings to reach its start before numbering it.
+	progress atomic.Int64
+	live     atomic.Bool
+
 	// report packs LAST-MSN<<16 | LAST-PART+1 for sibling playlists;
 	// 0 before the first part.
 	report atomic.Uint64
@@ -313,8 +319,10 @@ func (r *rendition) onLeader(t *track, u *engine.Unit) {
 			return
 		}
 		r.started = true
+		r.awaitSiblings(u.DTS)
 		r.msn = r.grp.firstMSN(u.DTS)
 		r.startSegment(u.DTS, u.NTP, true)
+		r.live.Store(true)
 		r.log.Info("hls rendition started", "rendition", r.name, "msn", r.msn, "codecs", r.codecs)
 	} else if t.pending != nil {
 		ticks := toTicks(u.DTS, t.rate)
@@ -324,7 +332,7 @@ func (r *rendition) onLeader(t *track, u *engine.Unit) {
 		}
 		r.commit(t, ticks)
 		switch {
-		case key && u.DTS-r.segStart >= r.conf.SegmentDuration-cutSlack:
+		case key && r.segmentDue(u.DTS):
 			r.finishPart(u.DTS)
 			r.nextSegment(u.DTS, u.NTP, true)
 		case u.DTS >= r.nextCut-cutSlack && r.partIndex+1 >= r.conf.MaxPartsPerSegment:
@@ -339,6 +347,37 @@ func (r *rendition) onLeader(t *track, u *engine.Unit) {
 		}
 	}
 	r.setPending(t, u, key)
+	r.progress.Store(int64(u.DTS))
+}
+
+// siblingWait bounds how long a starting rendition waits for its siblings
+// to reach its first keyframe; a stalled sibling must not stall it.
+const siblingWait = 3 * time.Second
+
+// awaitSiblings waits until every live sibling has processed its media up
+// to dts, so that the group's segment clock knows every segment start up to
+// dts and firstMSN numbers this rendition like its siblings. Siblings are
+// usually ahead (the transcoder publishes after the source), so this rarely
+// waits; it runs once per rendition, on its reader goroutine.
+func (r *rendition) awaitSiblings(dts time.Duration) {
+	deadline := time.Now().Add(siblingWait)
+	for {
+		behind := false
+		for _, s := range r.grp.list() {
+			if s != r && s.live.Load() && s.progress.Load() < int64(dts) {
+				behind = true
+				break
+			}
+		}
+		if !behind || time.Now().After(deadline) {
+			return
+		}
+		select {
+		case <-time.After(5 * time.Millisecond):
+		case <-r.pk.closing:
+			return
+		}
+	}
 }
 
 // onFollower handles a sample of the audio track of a video stream.
@@ -397,6 +436,15 @@ func (r *rendition) commit(t *track, nextTicks int64) {
 	}
 	t.samples = append(t.samples, t.pending)
 	t.pending = nil
+}
+
+// segmentDue reports whether a keyframe at dts starts a new segment: it
+// does when a multiple of the segment duration lies after the current
+// segment's start and at or before dts. The grid is absolute, so renditions
+// cut at the same keyframes even when one of them joined late.
+func (r *rendition) segmentDue(dts time.Duration) bool {
+	sd := r.conf.SegmentDuration
+	return (dts+cutSlack)/sd > (r.segStart+cutSlack)/sd
 }
 
 // startSegment begins segment r.msn at dts.
@@ -513,6 +561,7 @@ func (r *rendition) onEnd() {
 		}
 		r.completeSegment(end)
 	}
+	r.live.Store(false)
 	r.mu.Lock()
 	r.ended = true
 	r.endedAt = time.Now()
