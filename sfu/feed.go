@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/liveengine/liveengine/engine"
+	"github.com/liveengine/liveengine/transcode"
 )
 
 // mtu is the largest RTP payload the SFU sends: 1200 bytes keep the SRTP
@@ -36,7 +37,13 @@ type feed struct {
 	video    *engine.Track
 	videoIdx int
 	audioIdx int // Opus track, -1 if none
+	aacIdx   int // AAC track bridged to Opus when there is no Opus track, -1 if none
 	reader   *engine.Reader
+	// bridge converts AAC to Opus once per stream, shared by all viewers;
+	// used on the reader's goroutine only.
+	bridge     *transcode.AudioBridge
+	emitOpus   func(*engine.Unit)
+	bridgeErrs uint64
 
 	mu      sync.Mutex // guards the fields below; held while fanning out a unit
 	viewers []*viewer
@@ -59,13 +66,27 @@ func (x *SFU) feed(s *engine.Stream) (*feed, error) {
 		f.mu.Unlock()
 		return f, nil
 	}
-	f := &feed{sfu: x, key: s.ID(), stream: s, videoIdx: -1, audioIdx: -1, refs: 1}
+	f := &feed{sfu: x, key: s.ID(), stream: s, videoIdx: -1, audioIdx: -1, aacIdx: -1, refs: 1}
 	for i, t := range s.Tracks() {
 		switch {
 		case t.Codec == engine.CodecH264 && f.videoIdx < 0:
 			f.videoIdx, f.video = i, t
 		case t.Codec == engine.CodecOpus && f.audioIdx < 0:
 			f.audioIdx = i
+		case t.Codec == engine.CodecAAC && f.aacIdx < 0:
+			f.aacIdx = i
+		}
+	}
+	if f.audioIdx >= 0 {
+		f.aacIdx = -1
+	} else if f.aacIdx >= 0 {
+		b, err := transcode.NewAudioBridge(s.Tracks()[f.aacIdx], engine.CodecOpus)
+		if err != nil {
+			x.log.Warn("webrtc viewers get no audio: aac bridge failed", "stream", s.ID(), "error", err)
+			f.aacIdx = -1
+		} else {
+			f.bridge = b
+			f.emitOpus = f.sendOpus
 		}
 	}
 	r, err := s.AddReader(engine.ReaderOptions{Name: "webrtc feed " + s.ID(), Kind: "webrtc"}, f.onUnit, f.onEnd)
@@ -125,15 +146,26 @@ func (f *feed) onUnit(u *engine.Unit) {
 	case f.videoIdx:
 		f.onVideo(u)
 	case f.audioIdx:
-		if len(u.Payload) == 0 {
-			return
+		f.sendOpus(u)
+	case f.aacIdx:
+		if err := f.bridge.Convert(u, f.emitOpus); err != nil {
+			f.bridgeErrs++
+			if f.bridgeErrs == 1 || f.bridgeErrs%1000 == 0 {
+				f.sfu.log.Warn("aac to opus failed", "stream", f.key, "error", err, "count", f.bridgeErrs)
+			}
 		}
-		ts := uint32(u.PTS * 48000 / time.Second)
-		f.mu.Lock()
-		f.pkts = append(f.pkts[:0], packet{payload: u.Payload, ts: ts, marker: true, audio: true})
-		f.fanOutLocked(u, false)
-		f.mu.Unlock()
 	}
+}
+
+func (f *feed) sendOpus(u *engine.Unit) {
+	if len(u.Payload) == 0 {
+		return
+	}
+	ts := uint32(u.PTS * 48000 / time.Second)
+	f.mu.Lock()
+	f.pkts = append(f.pkts[:0], packet{payload: u.Payload, ts: ts, marker: true, audio: true})
+	f.fanOutLocked(u, false)
+	f.mu.Unlock()
 }
 
 func (f *feed) onVideo(u *engine.Unit) {
@@ -193,6 +225,9 @@ func (f *feed) fanOutLocked(u *engine.Unit, key bool) {
 }
 
 func (f *feed) onEnd() {
+	if f.bridge != nil {
+		f.bridge.Close()
+	}
 	f.mu.Lock()
 	f.closed = true
 	viewers := append([]*viewer(nil), f.viewers...)

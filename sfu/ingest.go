@@ -8,6 +8,7 @@ import (
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/liveengine/liveengine/engine"
+	"github.com/liveengine/liveengine/transcode"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
@@ -41,9 +42,13 @@ type Ingest struct {
 	lastPLI   time.Time
 	videoIdx  int
 	audioIdx  int
+	aacIdx    int
+	bridge    *transcode.AudioBridge // Opus -> AAC for HLS and the ladder
+	emitAAC   func(*engine.Unit)
 	closed    bool
-	units     uint64
-	keyframes uint64
+	units      uint64
+	keyframes  uint64
+	bridgeErrs uint64
 }
 
 // rtpClock converts one track's 32-bit RTP timestamps into durations from
@@ -80,6 +85,11 @@ func NewIngest(pub *engine.Publisher, hasVideo, hasAudio bool, log *slog.Logger)
 		audio:    rtpClock{rate: 48000},
 		videoIdx: -1,
 		audioIdx: -1,
+		aacIdx:   -1,
+	}
+	in.emitAAC = func(u *engine.Unit) {
+		u.Track = in.aacIdx
+		in.pub.Write(u)
 	}
 	in.sb = samplebuilder.New(512, &codecs.H264Packet{IsAVC: true}, 90000,
 		samplebuilder.WithMaxTimeDelay(time.Second))
@@ -187,7 +197,18 @@ func (in *Ingest) startLocked() error {
 	}
 	if in.hasAudio {
 		in.audioIdx = len(tracks)
-		tracks = append(tracks, &engine.Track{Codec: engine.CodecOpus, ClockRate: 48000, SampleRate: 48000, Channels: 2})
+		opus := &engine.Track{Codec: engine.CodecOpus, ClockRate: 48000, SampleRate: 48000, Channels: 2}
+		tracks = append(tracks, opus)
+		// The packager and the ladder take AAC: convert once here, while
+		// WebRTC viewers keep the original Opus.
+		b, err := transcode.NewAudioBridge(opus, engine.CodecAAC)
+		if err != nil {
+			in.log.Warn("no AAC for this stream: opus bridge failed", "error", err)
+		} else {
+			in.bridge = b
+			in.aacIdx = len(tracks)
+			tracks = append(tracks, b.OutputTrack())
+		}
 	}
 	s, err := in.pub.Start(tracks)
 	if err != nil {
@@ -223,7 +244,16 @@ func (in *Ingest) WriteAudio(pkt *rtp.Packet) {
 		}
 	}
 	in.units++
-	in.pub.Write(&engine.Unit{Track: in.audioIdx, PTS: pts, DTS: pts, Key: true, NTP: now, Payload: pkt.Payload})
+	u := &engine.Unit{Track: in.audioIdx, PTS: pts, DTS: pts, Key: true, NTP: now, Payload: pkt.Payload}
+	in.pub.Write(u)
+	if in.bridge != nil {
+		if err := in.bridge.Convert(u, in.emitAAC); err != nil {
+			in.bridgeErrs++
+			if in.bridgeErrs == 1 || in.bridgeErrs%1000 == 0 {
+				in.log.Warn("opus to aac failed", "error", err, "count", in.bridgeErrs)
+			}
+		}
+	}
 }
 
 // Close stops accepting packets; the caller closes the publisher.
@@ -231,5 +261,9 @@ func (in *Ingest) Close() (units, keyframes uint64) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.closed = true
+	if in.bridge != nil {
+		in.bridge.Close()
+		in.bridge = nil
+	}
 	return in.units, in.keyframes
 }

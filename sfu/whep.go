@@ -45,6 +45,8 @@ type viewer struct {
 
 	done      chan struct{}
 	closeOnce sync.Once
+	firstRTCP chan struct{}
+	rtcpOnce  sync.Once
 }
 
 // write sends the packets of one unit that came from feed f. Called with
@@ -209,6 +211,7 @@ func (v *viewer) readRTCP(s *webrtc.RTPSender) {
 		if err != nil {
 			return
 		}
+		v.rtcpOnce.Do(func() { close(v.firstRTCP) })
 		nacked, plis := countFeedback(pkts)
 		if nacked+plis > 0 {
 			m.Feedback(nacked, plis)
@@ -378,7 +381,8 @@ func (x *SFU) newViewer(s *engine.Stream, pinned bool, offer webrtc.SessionDescr
 	}
 	hasOpus := false
 	for _, t := range src.Tracks() {
-		hasOpus = hasOpus || t.Codec == engine.CodecOpus
+		// AAC plays as Opus through the stream's shared bridge.
+		hasOpus = hasOpus || t.Codec == engine.CodecOpus || t.Codec == engine.CodecAAC
 	}
 	useBWE := x.conf.ABR && !pinned && len(x.eng.Renditions(group)) > 1
 	pc, bwe, err := x.tr.NewPeerConnection(useBWE)
@@ -388,9 +392,10 @@ func (x *SFU) newViewer(s *engine.Stream, pinned bool, offer webrtc.SessionDescr
 	id := NewSessionID()
 	v := &viewer{
 		x: x, id: id, group: group, stream: s, pc: pc, bwe: bwe, pinned: pinned,
-		log:     x.log.With("whep", id, "stream", s.ID(), "remote", remote),
-		created: time.Now(),
-		done:    make(chan struct{}),
+		log:       x.log.With("whep", id, "stream", s.ID(), "remote", remote),
+		created:   time.Now(),
+		done:      make(chan struct{}),
+		firstRTCP: make(chan struct{}),
 	}
 	v.vpkt.Version, v.apkt.Version = 2, 2
 	fail := func(err error) (*viewer, *webrtc.SessionDescription, error) {
@@ -491,6 +496,17 @@ func (x *SFU) newViewer(s *engine.Stream, pinned bool, offer webrtc.SessionDescr
 			case <-v.done:
 				return
 			}
+		}
+		// Our side of DTLS finishes a flight before the viewer's: SRTP
+		// sent at once can reach a peer not yet able to decrypt it, and a
+		// lost keyframe means a frozen picture until the next one. The
+		// viewer's first RTCP proves its side is up; a short wait covers
+		// peers that send none.
+		select {
+		case <-v.firstRTCP:
+		case <-time.After(500 * time.Millisecond):
+		case <-v.done:
+			return
 		}
 		for _, f := range feeds {
 			if !f.add(v, true) {

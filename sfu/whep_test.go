@@ -122,7 +122,6 @@ func (r *h264Receiver) checkDecodes(t *testing.T, minFrames int) {
 	}
 }
 
-
 func TestWHEPPlaysEngineStream(t *testing.T) {
 	eng := enginetest.NewEngine(t)
 	clip := enginetest.Clip(t, enginetest.ClipSpec{Width: 640, Height: 360, FPS: 25, Seconds: 4, GOP: 25, Audio: true})
@@ -133,6 +132,25 @@ func TestWHEPPlaysEngineStream(t *testing.T) {
 	r := receiveH264(c.waitTrack(t, "video", 30*time.Second))
 	waitFor(t, 60*time.Second, "50 video frames", func() bool { return r.frameCount() >= 50 })
 	r.checkDecodes(t, 45)
+
+	// The AAC source plays as Opus through the stream's bridge.
+	audio := c.waitTrack(t, "audio", 30*time.Second)
+	if m := audio.Codec().MimeType; !strings.EqualFold(m, webrtc.MimeTypeOpus) {
+		t.Fatalf("audio codec %s", m)
+	}
+	var opusPkts atomic.Int64
+	go func() {
+		for {
+			pkt, _, err := audio.ReadRTP()
+			if err != nil {
+				return
+			}
+			if len(pkt.Payload) > 0 {
+				opusPkts.Add(1)
+			}
+		}
+	}()
+	waitFor(t, 30*time.Second, "50 Opus packets", func() bool { return opusPkts.Load() >= 50 })
 
 	s, _ := eng.Stream("cam1")
 	if v := s.Viewers(); v != 1 {

@@ -319,7 +319,7 @@ func (p *publisher) sendAudio(t *testing.T, path string, track *webrtc.TrackLoca
 }
 
 // countUnits attaches a reader to the stream and counts its units.
-type unitCount struct{ video, keys, audio atomic.Int64 }
+type unitCount struct{ video, keys, audio, aac atomic.Int64 }
 
 func countUnits(t *testing.T, s *engine.Stream) *unitCount {
 	c := &unitCount{}
@@ -329,6 +329,8 @@ func countUnits(t *testing.T, s *engine.Stream) *unitCount {
 			if u.Key {
 				c.keys.Add(1)
 			}
+		} else if s.Tracks()[u.Track].Codec == engine.CodecAAC {
+			c.aac.Add(1)
 		} else {
 			c.audio.Add(1)
 		}
@@ -362,8 +364,8 @@ func TestWHIPPublishesH264AndOpus(t *testing.T) {
 		return s != nil
 	})
 	tracks := s.Tracks()
-	if len(tracks) < 2 || tracks[0].Codec != engine.CodecH264 || tracks[1].Codec != engine.CodecOpus {
-		t.Fatalf("tracks %+v, want [h264 opus]", tracks)
+	if len(tracks) != 3 || tracks[0].Codec != engine.CodecH264 || tracks[1].Codec != engine.CodecOpus || tracks[2].Codec != engine.CodecAAC {
+		t.Fatalf("tracks %+v, want [h264 opus aac]", tracks)
 	}
 	if tracks[0].Width != 640 || tracks[0].Height != 360 || len(tracks[0].SPS) == 0 || len(tracks[0].PPS) == 0 {
 		t.Fatalf("video track %dx%d sps %d pps %d", tracks[0].Width, tracks[0].Height, len(tracks[0].SPS), len(tracks[0].PPS))
@@ -373,9 +375,9 @@ func TestWHIPPublishesH264AndOpus(t *testing.T) {
 	}
 	c := countUnits(t, s)
 	waitFor(t, 60*time.Second, "2 keyframes, 50 pictures and 50 audio frames", func() bool {
-		return c.keys.Load() >= 2 && c.video.Load() >= 50 && c.audio.Load() >= 50
+		return c.keys.Load() >= 2 && c.video.Load() >= 50 && c.audio.Load() >= 50 && c.aac.Load() >= 40
 	})
-	t.Logf("engine got %d pictures (%d keyframes) and %d Opus frames", c.video.Load(), c.keys.Load(), c.audio.Load())
+	t.Logf("engine got %d pictures (%d keyframes), %d Opus frames and %d AAC frames", c.video.Load(), c.keys.Load(), c.audio.Load(), c.aac.Load())
 
 	// A WHEP viewer of the WHIP stream gets H.264 and the original Opus.
 	viewer, err := clientAPI(t).NewPeerConnection(webrtc.Configuration{})
