@@ -39,10 +39,11 @@ func (k trackKind) String() string {
 }
 
 // pendingUnit is a unit received before the stream went live, with its
-// times still on the connection's unwrapped millisecond clock.
+// times still on the connection's clock (not yet rebased to the stream's
+// start).
 type pendingUnit struct {
 	kind     trackKind
-	dts, pts int64
+	dts, pts time.Duration
 	u        *engine.Unit
 }
 
@@ -97,10 +98,13 @@ type session struct {
 	vclock    tsClock
 	aclock    tsClock
 	baseSet   bool
-	base      int64
+	base      time.Duration
 	wallSet   bool
 	wall      time.Time
-	wallPTS   int64
+	wallPTS   time.Duration
+	aacNext   time.Duration // exact time of the next AAC frame
+	aacFrame  time.Duration // duration of one AAC frame, 0 until configured
+	aacSynced bool
 
 	warned  uint32
 	nalus   [][]byte // scratch for splitting
@@ -127,22 +131,23 @@ func (s *session) warnOnce(flag uint32, msg string, args ...any) {
 	s.log.Warn(msg, args...)
 }
 
-// unwrap extends a 32-bit millisecond timestamp. Differences are taken as
+// unwrap extends a 32-bit millisecond timestamp and converts it to the
+// connection's clock. Differences are taken as
 // signed 32-bit values, so wraparound after 49.7 days and small backward
 // steps both come out right; every track starts relative to the first
 // timestamp seen on the connection so tracks stay aligned.
-func (s *session) unwrap(c *tsClock, raw uint32) int64 {
+func (s *session) unwrap(c *tsClock, raw uint32) time.Duration {
 	if !s.anchored {
 		s.anchored, s.anchorRaw = true, raw
 	}
 	if !c.init {
 		c.init, c.last = true, raw
 		c.ext = int64(int32(raw - s.anchorRaw))
-		return c.ext
+		return ms(c.ext)
 	}
 	c.ext += int64(int32(raw - c.last))
 	c.last = raw
-	return c.ext
+	return ms(c.ext)
 }
 
 // metadata records onMetaData; it only matters before the stream is live.
@@ -201,7 +206,7 @@ func (s *session) video(ts uint32, body []byte) error {
 	if u == nil {
 		return nil
 	}
-	return s.emit(kindVideo, dts, dts+int64(tag.CompositionTime), u)
+	return s.emit(kindVideo, dts, dts+ms(int64(tag.CompositionTime)), u)
 }
 
 // videoUnit copies an access unit into one allocation, dropping access unit
@@ -321,9 +326,9 @@ func (s *session) audio(ts uint32, body []byte) error {
 	if len(tag.Data) == 0 {
 		return nil
 	}
-	dts := s.unwrap(&s.aclock, ts)
+	pts := s.audioTime(s.unwrap(&s.aclock, ts))
 	u := &engine.Unit{Key: true, Payload: bytes.Clone(tag.Data)}
-	return s.emit(kindAudio, dts, dts, u)
+	return s.emit(kindAudio, pts, pts, u)
 }
 
 func (s *session) audioConfig(data []byte) error {
@@ -354,6 +359,13 @@ func (s *session) audioConfig(data []byte) error {
 	case channels == 0 || channels > 7:
 		channels = 2 // defined by a PCE; stereo is the usual case
 	}
+	samples := 1024
+	if asc.FrameLengthFlag {
+		samples = 960
+	}
+	if asc.SampleRate > 0 {
+		s.aacFrame = time.Duration(samples) * time.Second / time.Duration(asc.SampleRate)
+	}
 	s.atrack = &engine.Track{
 		Codec:      engine.CodecAAC,
 		ClockRate:  asc.SampleRate,
@@ -367,12 +379,30 @@ func (s *session) audioConfig(data []byte) error {
 // ms converts a millisecond count on the stream clock to a Duration.
 func ms(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
 
+// audioTime replaces the millisecond-rounded FLV time of an AAC frame by
+// the exact time implied by the frame before it (frames last 1024 samples),
+// so audio time does not jitter by a fraction of a millisecond each frame.
+// A gap or jump of more than a frame resynchronizes to the FLV time.
+func (s *session) audioTime(flv time.Duration) time.Duration {
+	if s.aacFrame == 0 {
+		return flv
+	}
+	if s.aacSynced {
+		if d := flv - s.aacNext; d > -s.aacFrame && d < s.aacFrame {
+			flv = s.aacNext
+		}
+	}
+	s.aacSynced = true
+	s.aacNext = flv + s.aacFrame
+	return flv
+}
+
 // emit hands a unit to the stream, or buffers it until the stream is live.
-func (s *session) emit(kind trackKind, dts, pts int64, u *engine.Unit) error {
+func (s *session) emit(kind trackKind, dts, pts time.Duration, u *engine.Unit) error {
 	if !s.wallSet {
 		s.wallSet, s.wall, s.wallPTS = true, s.now(), pts
 	}
-	u.NTP = s.wall.Add(ms(pts - s.wallPTS))
+	u.NTP = s.wall.Add(pts - s.wallPTS)
 	if !s.live {
 		if kind == kindVideo {
 			if !u.Key && !s.videoKeyed {
@@ -389,7 +419,7 @@ func (s *session) emit(kind trackKind, dts, pts int64, u *engine.Unit) error {
 	return nil
 }
 
-func (s *session) write(kind trackKind, dts, pts int64, u *engine.Unit) {
+func (s *session) write(kind trackKind, dts, pts time.Duration, u *engine.Unit) {
 	idx := s.videoIdx
 	if kind == kindAudio {
 		idx = s.audioIdx
@@ -401,8 +431,8 @@ func (s *session) write(kind trackKind, dts, pts int64, u *engine.Unit) {
 		s.baseSet, s.base = true, dts
 	}
 	u.Track = idx
-	u.DTS = ms(dts - s.base)
-	u.PTS = ms(pts - s.base)
+	u.DTS = dts - s.base
+	u.PTS = pts - s.base
 	s.pub.Write(u)
 }
 

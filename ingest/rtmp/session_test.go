@@ -130,7 +130,9 @@ func TestSessionTimestampWraparound(t *testing.T) {
 			lastA = u.PTS
 		}
 	}
-	if lastV != 29*40*time.Millisecond || lastA != 29*21*time.Millisecond {
+	// FLV audio times are rounded to milliseconds; the session restores
+	// the exact 1024-sample frame cadence of 48 kHz AAC.
+	if lastV != 29*40*time.Millisecond || lastA != 29*(1024*time.Second/48000) {
 		t.Fatalf("last video DTS %v, audio PTS %v", lastV, lastA)
 	}
 }
@@ -270,6 +272,18 @@ func BenchmarkSessionVideo(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if err := sess.video(uint32(i*33), frame); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestAudioTimeResync(t *testing.T) {
+	frame := 1024 * time.Second / 48000
+	s := &session{aacFrame: frame}
+	in := []int64{0, 21, 43, 1000, 1021, 1000}
+	want := []time.Duration{0, frame, 2 * frame, time.Second, time.Second + frame, time.Second}
+	for i, v := range in {
+		if got := s.audioTime(ms(v)); got != want[i] {
+			t.Fatalf("frame %d at %d ms: got %v, want %v", i, v, got, want[i])
 		}
 	}
 }
