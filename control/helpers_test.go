@@ -178,8 +178,9 @@ func (c *client) createStream(title string) ingest {
 
 // wsClient is a real WebSocket client.
 type wsClient struct {
-	t    testing.TB
-	conn *websocket.Conn
+	t       testing.TB
+	conn    *websocket.Conn
+	backlog []envelope // messages read while waiting for a reply
 }
 
 func (c *client) dial(token string) *wsClient {
@@ -224,6 +225,12 @@ func (w *wsClient) send(m map[string]string) {
 // skipping others, within a generous deadline.
 func (w *wsClient) expect(typ, ref string) envelope {
 	w.t.Helper()
+	for i, env := range w.backlog {
+		if env.Type == typ && (ref == "" || env.Ref == ref) {
+			w.backlog = append(w.backlog[:i], w.backlog[i+1:]...)
+			return env
+		}
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_ = w.conn.SetReadDeadline(deadline)
@@ -256,6 +263,7 @@ func (w *wsClient) request(m map[string]string) envelope {
 		if env.Ref == ref {
 			return env
 		}
+		w.backlog = append(w.backlog, env)
 	}
 }
 
