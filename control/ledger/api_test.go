@@ -1,0 +1,477 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/liveengine/liveengine/control/ledger/payment"
+)
+
+// TestGiftStorm: 200 concurrent senders gift one streamer, some requests
+// retried with the same key (after the answer and concurrently): balances
+// are exact, nobody is charged twice, the invariants hold.
+func TestGiftStorm(t *testing.T) {
+	for _, d := range dialects {
+		t.Run(d, func(t *testing.T) {
+			db := openDB(t, d)
+			s := startServer(t, db, DefaultConfig(), nil)
+			s.addGift("rose", 10)
+			s.streams.set("live1", "star", true)
+			const senders, gifts = 200, 6
+			const coins = 500
+			var wg sync.WaitGroup
+			for i := 0; i < senders; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					s.topup(fmt.Sprint("viewer", i), coins)
+				}()
+			}
+			wg.Wait()
+			var retried, conflicts atomic.Int64
+			for i := 0; i < senders; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					user := fmt.Sprint("viewer", i)
+					for g := 0; g < gifts; g++ {
+						key := fmt.Sprintf("%s-gift-%d", user, g)
+						body := map[string]any{"gift_id": "rose"}
+						send := func() (int, []byte) {
+							for {
+								st, b := s.do("POST", "/api/v1/streams/live1/gifts", user, key, body)
+								if st == 409 { // concurrent duplicate in flight: retry
+									conflicts.Add(1)
+									time.Sleep(5 * time.Millisecond)
+									continue
+								}
+								return st, b
+							}
+						}
+						if g%3 == 0 { // a concurrent duplicate
+							var w2 sync.WaitGroup
+							w2.Add(1)
+							go func() { defer w2.Done(); send() }()
+							defer w2.Wait()
+						}
+						st, first := send()
+						if st != 201 {
+							t.Errorf("%s: %d %s", key, st, first)
+							return
+						}
+						if g%4 == 0 { // a retry after the answer gets the same answer
+							retried.Add(1)
+							st, again := send()
+							if st != 201 || !bytes.Equal(first, again) {
+								t.Errorf("%s retry: %d %s != %s", key, st, again, first)
+							}
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			if t.Failed() {
+				return
+			}
+			total := int64(senders * gifts * 10)
+			if got := s.balance(Earnings("star")); got != total*7/10 {
+				t.Fatalf("streamer earnings %d, want %d", got, total*7/10)
+			}
+			if got := s.balance(Platform); got != total*3/10 {
+				t.Fatalf("platform %d, want %d", got, total*3/10)
+			}
+			for i := 0; i < senders; i++ {
+				if got := s.balance(Wallet(fmt.Sprint("viewer", i))); got != coins-gifts*10 {
+					t.Fatalf("viewer%d wallet %d, want %d", i, got, coins-gifts*10)
+				}
+			}
+			eventually(t, "room events", func() bool { return s.rooms.count() == senders*gifts })
+			var top struct{ Standings []Standing }
+			s.must(200, "GET", "/api/v1/leaderboards/streamers?period=day", "", "", nil, &top)
+			if len(top.Standings) != 1 || top.Standings[0].ID != "star" || top.Standings[0].Coins != total*7/10 {
+				t.Fatalf("streamers board %+v", top)
+			}
+			r := mustInvariants(t, db)
+			t.Logf("%s: %d transfers, %d retries, %d in-flight 409s, stats %+v", d, r.Transfers, retried.Load(), conflicts.Load(), s.l.Stats())
+		})
+	}
+}
+
+func TestInsufficientCoins(t *testing.T) {
+	for _, d := range dialects {
+		t.Run(d, func(t *testing.T) {
+			db := openDB(t, d)
+			s := startServer(t, db, DefaultConfig(), nil)
+			s.addGift("car", 1000)
+			s.addGift("rose", 10)
+			s.streams.set("s1", "star", true)
+			s.topup("bob", 500)
+			st, b := s.do("POST", "/api/v1/streams/s1/gifts", "bob", "k1", map[string]any{"gift_id": "car"})
+			if st != 402 || !strings.Contains(string(b), "insufficient_funds") {
+				t.Fatalf("%d %s", st, b)
+			}
+			if s.balance(Wallet("bob")) != 500 || s.balance(Earnings("star")) != 0 || s.balance(Platform) != 0 {
+				t.Fatal("an overdraft moved coins")
+			}
+			// The failure is not stored: after a top-up, the same key works.
+			s.topup("bob", 1000)
+			s.must(201, "POST", "/api/v1/streams/s1/gifts", "bob", "k1", map[string]any{"gift_id": "car"}, nil)
+			if s.balance(Wallet("bob")) != 500 {
+				t.Fatal("wrong balance after gift")
+			}
+			// Validation errors.
+			for _, c := range []struct {
+				path, key string
+				body      any
+				want      int
+			}{
+				{"/api/v1/streams/s1/gifts", "", map[string]any{"gift_id": "rose"}, 400},
+				{"/api/v1/streams/s1/gifts", "v1", map[string]any{"gift_id": "nope"}, 404},
+				{"/api/v1/streams/nope/gifts", "v2", map[string]any{"gift_id": "rose"}, 404},
+				{"/api/v1/streams/s1/gifts", "v3", map[string]any{"gift_id": "rose", "quantity": -1}, 400},
+				{"/api/v1/streams/s1/gifts", "v4", "{not json", 400},
+			} {
+				if st, b := s.do("POST", c.path, "bob", c.key, c.body); st != c.want {
+					t.Errorf("%s %v: %d %s, want %d", c.path, c.body, st, b, c.want)
+				}
+			}
+			s.streams.set("off", "star", false)
+			if st, _ := s.do("POST", "/api/v1/streams/off/gifts", "bob", "v5", map[string]any{"gift_id": "rose"}); st != 409 {
+				t.Errorf("offline stream: %d", st)
+			}
+			if st, _ := s.do("POST", "/api/v1/streams/s1/gifts", "star", "v6", map[string]any{"gift_id": "rose"}); st != 400 {
+				t.Errorf("self gift: %d", st)
+			}
+			if st, _ := s.do("POST", "/api/v1/streams/s1/gifts", "", "v7", map[string]any{"gift_id": "rose"}); st != 401 {
+				t.Errorf("anonymous: %d", st)
+			}
+			mustInvariants(t, db)
+		})
+	}
+}
+
+// TestIdempotency: same key + same body = stored answer; different body =
+// 422; concurrent duplicate in flight = 409; a stored answer survives the
+// stream going offline.
+func TestIdempotency(t *testing.T) {
+	for _, d := range dialects {
+		t.Run(d, func(t *testing.T) {
+			db := openDB(t, d)
+			s := startServer(t, db, DefaultConfig(), nil)
+			s.addGift("rose", 10)
+			s.streams.set("s1", "star", true)
+			s.topup("amy", 1000)
+			first := s.must(201, "POST", "/api/v1/streams/s1/gifts", "amy", "K", map[string]any{"gift_id": "rose", "quantity": 2}, nil)
+			again := s.must(201, "POST", "/api/v1/streams/s1/gifts", "amy", "K", map[string]any{"gift_id": "rose", "quantity": 2}, nil)
+			if !bytes.Equal(first, again) {
+				t.Fatalf("replay differs:\n%s\n%s", first, again)
+			}
+			st, b := s.do("POST", "/api/v1/streams/s1/gifts", "amy", "K", map[string]any{"gift_id": "rose", "quantity": 3})
+			if st != 422 || !strings.Contains(string(b), "idempotency_key_reused") {
+				t.Fatalf("different body: %d %s", st, b)
+			}
+			// Keys are per user: another user's K is another request.
+			s.topup("ben", 1000)
+			s.must(201, "POST", "/api/v1/streams/s1/gifts", "ben", "K", map[string]any{"gift_id": "rose", "quantity": 2}, nil)
+			// The stored answer wins over a now-failing validation.
+			s.streams.set("s1", "star", false)
+			again = s.must(201, "POST", "/api/v1/streams/s1/gifts", "amy", "K", map[string]any{"gift_id": "rose", "quantity": 2}, nil)
+			if !bytes.Equal(first, again) {
+				t.Fatal("replay after stream end differs")
+			}
+			// In flight: the stream lookup of the first request blocks.
+			s.streams.set("slow", "star", true)
+			release := make(chan struct{})
+			s.streams.mu.Lock()
+			s.streams.block["slow"] = release
+			s.streams.mu.Unlock()
+			done := make(chan int)
+			go func() {
+				st, _ := s.do("POST", "/api/v1/streams/slow/gifts", "amy", "F", map[string]any{"gift_id": "rose"})
+				done <- st
+			}()
+			eventually(t, "first request in flight", func() bool {
+				s.api.inflightMu.Lock()
+				defer s.api.inflightMu.Unlock()
+				_, ok := s.api.inflight["u:amy:F"]
+				return ok
+			})
+			st, b = s.do("POST", "/api/v1/streams/slow/gifts", "amy", "F", map[string]any{"gift_id": "rose"})
+			if st != 409 || !strings.Contains(string(b), "idempotency_in_flight") {
+				t.Fatalf("in flight duplicate: %d %s", st, b)
+			}
+			close(release)
+			if st := <-done; st != 201 {
+				t.Fatalf("first request: %d", st)
+			}
+			if got := s.balance(Wallet("amy")); got != 1000-20-10 {
+				t.Fatalf("amy %d", got)
+			}
+			// Top-up orders are idempotent too.
+			b1 := s.must(201, "POST", "/api/v1/wallet/topups", "amy", "T", map[string]any{"coins": 300}, nil)
+			b2 := s.must(201, "POST", "/api/v1/wallet/topups", "amy", "T", map[string]any{"coins": 300}, nil)
+			if !bytes.Equal(b1, b2) {
+				t.Fatal("top-up replay differs")
+			}
+			if st, _ := s.do("POST", "/api/v1/wallet/topups", "amy", "T", map[string]any{"coins": 400}); st != 422 {
+				t.Fatalf("top-up different body: %d", st)
+			}
+			mustInvariants(t, db)
+		})
+	}
+}
+
+// TestWebhooks: only a verified webhook credits, exactly once.
+func TestWebhooks(t *testing.T) {
+	for _, d := range dialects {
+		t.Run(d, func(t *testing.T) {
+			db := openDB(t, d)
+			s := startServer(t, db, DefaultConfig(), nil)
+			var o OrderView
+			s.must(201, "POST", "/api/v1/wallet/topups", "cat", "o1", map[string]any{"coins": 1000, "provider": "paypal"}, &o)
+			if o.Status != "pending" || o.Amount != "10.00" || o.Checkout.URL == "" {
+				t.Fatalf("order %+v", o)
+			}
+			pp := payment.NewPayPal(s.api.conf.PayPal.HMACConfig)
+			post := func(body []byte, h map[string]string) (int, string) {
+				var hs []string
+				for k, v := range h {
+					hs = append(hs, k, v)
+				}
+				st, b := s.do("POST", "/api/v1/payments/webhooks/paypal", "", "", body, hs...)
+				return st, string(b)
+			}
+			now := time.Now()
+			body := payment.NewEventBody("WH-1", o.OrderID, 1000, "USD", 2)
+			// Forged: signed with another secret, or tampered after signing.
+			forger := payment.NewPayPal(payment.HMACConfig{Secret: "not-the-secret-at-all", ReplayWindow: time.Hour, Decimals: 2})
+			if st, b := post(body, forger.SignHeaders(body, now)); st != 401 {
+				t.Fatalf("forged: %d %s", st, b)
+			}
+			tampered := payment.NewEventBody("WH-1", o.OrderID, 1000, "USD", 2)
+			h := pp.SignHeaders(payment.NewEventBody("WH-1", o.OrderID, 10, "USD", 2), now)
+			if st, b := post(tampered, h); st != 401 {
+				t.Fatalf("tampered: %d %s", st, b)
+			}
+			if st, b := post(body, pp.SignHeaders(body, now.Add(-time.Hour))); st != 401 {
+				t.Fatalf("stale: %d %s", st, b)
+			}
+			if st, b := post(body, nil); st != 401 {
+				t.Fatalf("unsigned: %d %s", st, b)
+			}
+			// Signed but wrong amount.
+			cheap := payment.NewEventBody("WH-0", o.OrderID, 1, "USD", 2)
+			if st, b := post(cheap, pp.SignHeaders(cheap, now)); st != 422 {
+				t.Fatalf("amount mismatch: %d %s", st, b)
+			}
+			if s.balance(Wallet("cat")) != 0 {
+				t.Fatal("credited without a valid webhook")
+			}
+			// Valid, then replayed (same event, and a new event id for the
+			// same order, concurrently).
+			st, b := post(body, pp.SignHeaders(body, now))
+			if st != 200 || !strings.Contains(b, `"credited":true`) {
+				t.Fatalf("valid: %d %s", st, b)
+			}
+			var wg sync.WaitGroup
+			for i := 0; i < 20; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					bb := body
+					if i%2 == 1 {
+						bb = payment.NewEventBody(fmt.Sprint("WH-replay-", i), o.OrderID, 1000, "USD", 2)
+					}
+					if st, b := post(bb, pp.SignHeaders(bb, time.Now())); st != 200 || !strings.Contains(b, `"credited":false`) {
+						t.Errorf("replay: %d %s", st, b)
+					}
+				}()
+			}
+			wg.Wait()
+			if got := s.balance(Wallet("cat")); got != 1000 {
+				t.Fatalf("wallet %d after replays, want 1000", got)
+			}
+			s.must(200, "GET", "/api/v1/wallet/topups/"+o.OrderID, "cat", "", nil, &o)
+			if o.Status != "completed" {
+				t.Fatalf("order %+v", o)
+			}
+			// Unknown order, unknown provider, other event types.
+			unk := payment.NewEventBody("WH-9", "ord_nope", 1000, "USD", 2)
+			if st, _ := post(unk, pp.SignHeaders(unk, now)); st != 422 {
+				t.Fatalf("unknown order: %d", st)
+			}
+			if st, _ := s.do("POST", "/api/v1/payments/webhooks/stripe", "", "", body); st != 404 {
+				t.Fatalf("unknown provider: %d", st)
+			}
+			other := []byte(`{"id":"WH-5","event_type":"CHECKOUT.ORDER.APPROVED"}`)
+			if st, b := post(other, pp.SignHeaders(other, now)); st != 200 || !strings.Contains(b, "ignored") {
+				t.Fatalf("other type: %d %s", st, b)
+			}
+			var w WalletView
+			s.must(200, "GET", "/api/v1/wallet", "cat", "", nil, &w)
+			if w.Coins != 1000 || w.Value != "10.00" {
+				t.Fatalf("wallet %+v", w)
+			}
+			mustInvariants(t, db)
+		})
+	}
+}
+
+// TestWithdrawals: two-phase withdrawals, reports and admin checks.
+func TestWithdrawals(t *testing.T) {
+	for _, d := range dialects {
+		t.Run(d, func(t *testing.T) {
+			db := openDB(t, d)
+			s := startServer(t, db, DefaultConfig(), nil)
+			s.addGift("crown", 5000)
+			s.streams.set("s1", "star", true)
+			s.topup("fan", 20000)
+			for i := 0; i < 3; i++ {
+				s.must(201, "POST", "/api/v1/streams/s1/gifts", "fan", fmt.Sprint("g", i), map[string]any{"gift_id": "crown"}, nil)
+			}
+			// 15000 gifted, 30% commission: star earned 10500.
+			var e EarningsView
+			s.must(200, "GET", "/api/v1/earnings", "star", "", nil, &e)
+			if e.Available != 10500 || e.Value != "105.00" || len(e.ByDay) != 1 || e.ByDay[0].Coins != 10500 || e.ByDay[0].Gifts != 3 || e.ByDay[0].StreamID != "s1" {
+				t.Fatalf("earnings %+v", e)
+			}
+			st, b := s.do("POST", "/api/v1/withdrawals", "star", "w0", map[string]any{"coins": 20000})
+			if st != 402 || !strings.Contains(string(b), "insufficient_funds") {
+				t.Fatalf("withdrawal above balance: %d %s", st, b)
+			}
+			if st, _ := s.do("POST", "/api/v1/withdrawals", "star", "w00", map[string]any{"coins": 1}); st != 400 {
+				t.Fatalf("below minimum: %d", st)
+			}
+			var w1, w2 WithdrawalView
+			s.must(201, "POST", "/api/v1/withdrawals", "star", "w1", map[string]any{"coins": 6000}, &w1)
+			s.must(201, "POST", "/api/v1/withdrawals", "star", "w2", map[string]any{"coins": 4000}, &w2)
+			if w1.Status != "pending" || s.balance(Hold("star")) != 10000 || s.balance(Earnings("star")) != 500 {
+				t.Fatalf("holds: %+v hold=%d", w1, s.balance(Hold("star")))
+			}
+			// Both holds taken: a third one is refused.
+			if st, _ := s.do("POST", "/api/v1/withdrawals", "star", "w3", map[string]any{"coins": 1000}); st != 402 {
+				t.Fatalf("third withdrawal: %d", st)
+			}
+			if st, _ := s.do("POST", "/api/v1/admin/withdrawals/"+w1.ID+"/approve", "star", "a1", nil); st != 403 {
+				t.Fatalf("non-admin approve: %d", st)
+			}
+			var list struct{ Withdrawals []WithdrawalView }
+			s.must(200, "GET", "/api/v1/admin/withdrawals?status=pending", "root:admin", "", nil, &list)
+			if len(list.Withdrawals) != 2 {
+				t.Fatalf("pending %+v", list)
+			}
+			var d1, d2 WithdrawalView
+			s.must(200, "POST", "/api/v1/admin/withdrawals/"+w1.ID+"/approve", "root:admin", "a1", nil, &d1)
+			s.must(200, "POST", "/api/v1/admin/withdrawals/"+w1.ID+"/approve", "root:admin", "a1b", nil, nil) // replay
+			s.must(200, "POST", "/api/v1/admin/withdrawals/"+w2.ID+"/reject", "root:admin", "r2", nil, &d2)
+			if d1.Status != "posted" || d2.Status != "voided" {
+				t.Fatalf("decisions %+v %+v", d1, d2)
+			}
+			if st, _ := s.do("POST", "/api/v1/admin/withdrawals/"+w1.ID+"/reject", "root:admin", "r1", nil); st != 409 {
+				t.Fatalf("reject after approve: %d", st)
+			}
+			if st, _ := s.do("POST", "/api/v1/admin/withdrawals/wd_nope/approve", "root:admin", "x", nil); st != 404 {
+				t.Fatalf("unknown withdrawal: %d", st)
+			}
+			if s.balance(Hold("star")) != 0 || s.balance(Earnings("star")) != 4500 || s.balance(Payout) != 6000 {
+				t.Fatalf("after settle: hold=%d earnings=%d payout=%d", s.balance(Hold("star")), s.balance(Earnings("star")), s.balance(Payout))
+			}
+			s.must(200, "GET", "/api/v1/withdrawals", "star", "", nil, &list)
+			if len(list.Withdrawals) != 2 {
+				t.Fatalf("own list %+v", list)
+			}
+			var rep struct {
+				ByDay []CommissionDay `json:"by_day"`
+				Total int64           `json:"period_total_coins"`
+			}
+			s.must(200, "GET", "/api/v1/admin/reports/commission", "root:admin", "", nil, &rep)
+			if rep.Total != 4500 || len(rep.ByDay) != 1 || rep.ByDay[0].Gifts != 3 {
+				t.Fatalf("commission report %+v", rep)
+			}
+			// Per-streamer commission override.
+			s.must(200, "PUT", "/api/v1/admin/streamers/star/commission", "root:admin", "", map[string]any{"percent": 10}, nil)
+			s.must(201, "POST", "/api/v1/streams/s1/gifts", "fan", "g9", map[string]any{"gift_id": "crown"}, nil)
+			if s.balance(Earnings("star")) != 4500+4500 {
+				t.Fatalf("override not applied: %d", s.balance(Earnings("star")))
+			}
+			if st, _ := s.do("PUT", "/api/v1/admin/streamers/star/commission", "root:admin", "", map[string]any{"percent": 101}); st != 400 {
+				t.Fatalf("bad percent: %d", st)
+			}
+			var inv Report
+			s.must(200, "GET", "/api/v1/admin/invariants", "root:admin", "", nil, &inv)
+			if !inv.OK {
+				t.Fatalf("invariants %+v", inv)
+			}
+			var tx struct{ Transactions []TransactionView }
+			s.must(200, "GET", "/api/v1/wallet/transactions", "star", "", nil, &tx)
+			if len(tx.Transactions) == 0 {
+				t.Fatal("no transactions")
+			}
+			mustInvariants(t, db)
+		})
+	}
+}
+
+func TestCatalog(t *testing.T) {
+	db := openDB(t, "sqlite")
+	s := startServer(t, db, DefaultConfig(), nil)
+	if st, _ := s.do("POST", "/api/v1/gifts", "joe", "", map[string]any{"name": "x", "price": 1}); st != 403 {
+		t.Fatalf("non-admin: %d", st)
+	}
+	for _, bad := range []map[string]any{{"name": "", "price": 1}, {"name": "x", "price": 0}, {"name": "x", "price": 1, "tier": 11}, {"name": "x", "price": 1, "color": "red"}} {
+		if st, _ := s.do("POST", "/api/v1/gifts", "root:admin", "", bad); st != 400 {
+			t.Fatalf("%v: %d", bad, st)
+		}
+	}
+	s.addGift("rose", 10)
+	if st, _ := s.do("POST", "/api/v1/gifts", "root:admin", "", map[string]any{"id": "rose", "name": "r", "price": 1}); st != 409 {
+		t.Fatalf("duplicate: %d", st)
+	}
+	var g Gift
+	s.must(200, "PUT", "/api/v1/gifts/rose", "root:admin", "", map[string]any{"price": 20, "active": false}, &g)
+	if g.Price != 20 || g.Active || g.Name != "rose" {
+		t.Fatalf("%+v", g)
+	}
+	var list struct{ Gifts []Gift }
+	s.must(200, "GET", "/api/v1/gifts", "", "", nil, &list)
+	if len(list.Gifts) != 0 {
+		t.Fatalf("inactive listed: %+v", list)
+	}
+	s.streams.set("s", "star", true)
+	s.topup("u", 100)
+	if st, _ := s.do("POST", "/api/v1/streams/s/gifts", "u", "k", map[string]any{"gift_id": "rose"}); st != 404 {
+		t.Fatalf("inactive gift sent: %d", st)
+	}
+	if st, _ := s.do("PUT", "/api/v1/gifts/nope", "root:admin", "", map[string]any{"price": 2}); st != 404 {
+		t.Fatalf("update unknown: %d", st)
+	}
+	if st, _ := s.do("DELETE", "/api/v1/gifts", "root:admin", "", nil); st != 405 {
+		t.Fatalf("method: %d", st)
+	}
+	mustInvariants(t, db)
+}
+
+func TestConfigValidate(t *testing.T) {
+	c := DefaultConfig()
+	c.Synchronous = "off"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "ledger.synchronous") {
+		t.Fatal(err)
+	}
+	a := DefaultAPIConfig()
+	a.CommissionPercent = 150
+	if err := a.Validate(); err == nil || !strings.Contains(err.Error(), "wallet.commission_percent") {
+		t.Fatal(err)
+	}
+	a = DefaultAPIConfig()
+	a.PayPal.Enabled = true
+	if err := a.Validate(); err == nil || !strings.Contains(err.Error(), "wallet.paypal.secret") {
+		t.Fatal(err)
+	}
+	_ = context.Background
+}
