@@ -522,6 +522,7 @@ func (j *job) finish() {
 		<-r.done
 	}
 	j.free()
+	releaseCMemory()
 	j.log.Info("transcode job ended", "frames_dropped", j.dropped(), "decode_errors", j.errs)
 }
 
