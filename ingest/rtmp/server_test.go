@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -596,4 +597,42 @@ func TestConfigValidate(t *testing.T) {
 		t.Error("New accepted a zero config")
 	}
 	_ = io.EOF
+}
+
+// BenchmarkIngestCPU pushes the 720p30 clip in real time with the ffmpeg
+// CLI and reports the CPU this process (RTMP server and engine) spent
+// per second of media: the ingest cost of one RTMP publisher (no readers).
+func BenchmarkIngestCPU(b *testing.B) {
+	eng := enginetest.NewEngine(b)
+	conf := DefaultConfig()
+	conf.Addr = "127.0.0.1:0"
+	srv, err := New(conf, eng, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	clip := enginetest.Clip(b, enginetest.ClipSpec{Width: 1280, Height: 720, FPS: 30, Seconds: 3, GOP: 30, Audio: true})
+	var cpu, media time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		key := fmt.Sprintf("bench%d", i)
+		cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-i", clip, "-c", "copy", "-f", "flv", "rtmp://"+srv.Addr().String()+"/live/"+key)
+		before := processCPU()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("ffmpeg: %v\n%s", err, out)
+		}
+		cpu += processCPU() - before
+		media += 3 * time.Second
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(cpu.Microseconds())/media.Seconds()/1000, "cpu-ms/media-s")
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
