@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/liveengine/liveengine/engine"
@@ -23,6 +24,7 @@ type Packager struct {
 	sessions     *sessions
 	cacheControl []byte // of media responses
 
+	order     atomic.Uint64 // stream start order, for renditions' start-up
 	closing   chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
@@ -143,6 +145,7 @@ func (p *Packager) StreamStarted(s *engine.Stream) {
 		p.log.Warn("hls skips stream", "stream", s.ID(), "error", err)
 		return
 	}
+	r.order = p.order.Add(1)
 	g.mu.Lock()
 	old := g.renditions[name]
 	live := false

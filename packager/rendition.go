@@ -129,6 +129,11 @@ type rendition struct {
 	// waits for live siblings to reach its start before numbering it.
 	progress atomic.Int64
 	live     atomic.Bool
+	finished atomic.Bool
+	// order is the packager-wide order in which streams started: a
+	// rendition also waits for siblings that went live before it but have
+	// not seen a keyframe yet (the source, when a rendition is quicker).
+	order uint64
 
 	// report packs LAST-MSN<<16 | LAST-PART+1 for sibling playlists;
 	// 0 before the first part.
@@ -354,7 +359,7 @@ func (r *rendition) onLeader(t *track, u *engine.Unit) {
 // to reach its first keyframe; a stalled sibling must not stall it.
 const siblingWait = 3 * time.Second
 
-// awaitSiblings waits until every live sibling has processed its media up
+// awaitSiblings waits until every live (or earlier) sibling has processed its media up
 // to dts, so that the group's segment clock knows every segment start up to
 // dts and firstMSN numbers this rendition like its siblings. Siblings are
 // usually ahead (the transcoder publishes after the source), so this rarely
@@ -364,7 +369,10 @@ func (r *rendition) awaitSiblings(dts time.Duration) {
 	for {
 		behind := false
 		for _, s := range r.grp.list() {
-			if s != r && s.live.Load() && s.progress.Load() < int64(dts) {
+			if s == r || s.finished.Load() || !(s.live.Load() || s.order < r.order) {
+				continue
+			}
+			if s.progress.Load() < int64(dts) {
 				behind = true
 				break
 			}
@@ -562,6 +570,7 @@ func (r *rendition) onEnd() {
 		r.completeSegment(end)
 	}
 	r.live.Store(false)
+	r.finished.Store(true)
 	r.mu.Lock()
 	r.ended = true
 	r.endedAt = time.Now()
