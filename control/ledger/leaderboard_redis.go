@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -63,15 +64,40 @@ func (r *RedisLeaderboard) Add(ctx context.Context, gifts []GiftRecord) error {
 
 // Top implements Leaderboard.
 func (r *RedisLeaderboard) Top(ctx context.Context, b Board, n int) ([]Standing, error) {
+	if n <= 0 {
+		return nil, nil
+	}
 	zs, err := r.rdb.ZRevRangeWithScores(ctx, r.prefix+b.Key(), 0, int64(n)-1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redis leaderboard top %s: %w", b.Key(), err)
+	}
+	if len(zs) == n {
+		// Members tied with the last one may sort before it by id (Redis
+		// orders ties by member, descending): fetch them all, so ties are
+		// broken by ascending id exactly as in the memory board.
+		last := strconv.FormatFloat(zs[n-1].Score, 'f', -1, 64)
+		tied, err := r.rdb.ZRangeByScoreWithScores(ctx, r.prefix+b.Key(), &redis.ZRangeBy{Min: last, Max: last}).Result()
+		if err != nil {
+			return nil, fmt.Errorf("redis leaderboard top %s: %w", b.Key(), err)
+		}
+		seen := make(map[string]bool, len(zs))
+		for _, z := range zs {
+			seen[fmt.Sprint(z.Member)] = true
+		}
+		for _, z := range tied {
+			if !seen[fmt.Sprint(z.Member)] {
+				zs = append(zs, z)
+			}
+		}
 	}
 	out := make([]Standing, len(zs))
 	for i, z := range zs {
 		out[i] = Standing{ID: fmt.Sprint(z.Member), Coins: int64(z.Score)}
 	}
-	sortStandings(out) // ties ordered by id, as in memory
+	sortStandings(out)
+	if len(out) > n {
+		out = out[:n]
+	}
 	return out, nil
 }
 
