@@ -53,8 +53,8 @@ func TestLeaderboards(t *testing.T) {
 				return len(r.Standings) == 3
 			})
 			want := map[string][]Standing{
-				"/api/v1/streams/a/leaderboard?period=day": {{1, "v0", 30}, {2, "v2", 20}, {3, "v1", 10}},
-				"/api/v1/leaderboards/gifters?period=all":  {{1, "v0", 80}, {2, "v2", 70}, {3, "v1", 60}},
+				"/api/v1/streams/a/leaderboard?period=day":                     {{1, "v0", 30}, {2, "v2", 20}, {3, "v1", 10}},
+				"/api/v1/leaderboards/gifters?period=all":                      {{1, "v0", 80}, {2, "v2", 70}, {3, "v1", 60}},
 				"/api/v1/leaderboards/gifters?period=week&stream_id=b&limit=2": {{1, "v0", 50}, {2, "v1", 50}},
 				"/api/v1/leaderboards/streamers?period=all":                    {{1, "bob", 105}, {2, "alice", 42}},
 			}
