@@ -109,6 +109,7 @@ func (h *connHandler) OnPublish(sctx *gortmp.StreamContext, _ uint32, cmd *messa
 		return err
 	}
 	h.srv.metrics.accepted.Add(1)
+	h.nc.published = true
 	h.pub = pub
 	h.sess = newSession(h.srv.conf, pub, h.log.With("stream", pub.StreamID()))
 	h.pubDone = make(chan struct{})
@@ -116,6 +117,17 @@ func (h *connHandler) OnPublish(sctx *gortmp.StreamContext, _ uint32, cmd *messa
 	h.srv.wg.Add(1)
 	go h.watch(pub, h.pubDone)
 	return nil
+}
+
+// ErrPlayUnsupported is returned to RTMP clients that ask to play: this
+// server only ingests; playback is HLS and WebRTC.
+var ErrPlayUnsupported = errors.New("RTMP playback is not supported")
+
+// OnPlay implements gortmp.Handler: play requests are refused.
+func (h *connHandler) OnPlay(*gortmp.StreamContext, uint32, *message.NetStreamPlay) error {
+	err := fmt.Errorf("rtmp play: %w", ErrPlayUnsupported)
+	h.setReason(closeReason{text: "play refused", err: err})
+	return err
 }
 
 // refusal maps an authorization error to a metric reason and the onStatus

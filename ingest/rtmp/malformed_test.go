@@ -98,6 +98,27 @@ func TestMalformedConnectionsAreIsolated(t *testing.T) {
 			_, _ = c.Write(chunk(2, 1, 0, []byte{0x7f, 0xff, 0xff, 0xff}))
 			expectClosed(t, c)
 		}},
+		{"oversized message before publish", func(t *testing.T) {
+			c := dial(t, addr)
+			handshake(t, c)
+			_, _ = c.Write(chunk(2, 1, 0, []byte{0, 1, 0, 0})) // chunk size 65536
+			// A 16 MiB command message, sent until the server hangs up.
+			hdr := chunk(3, 20, 0, nil)
+			hdr[4], hdr[5], hdr[6] = 0xff, 0xff, 0xff
+			_, _ = c.Write(hdr)
+			go func() {
+				part := make([]byte, 65536)
+				for i := 0; i < 256; i++ {
+					if _, err := c.Write(part); err != nil {
+						return
+					}
+					if _, err := c.Write([]byte{0xc3}); err != nil {
+						return
+					}
+				}
+			}()
+			expectClosed(t, c)
+		}},
 		{"truncated video tag", func(t *testing.T) {
 			cc, err := gortmp.Dial("rtmp", addr, &gortmp.ConnConfig{})
 			if err != nil {

@@ -209,6 +209,14 @@ func (l *listener) Accept() (net.Conn, error) {
 	}
 }
 
+// prePublishLimit caps what a connection may send before a publish is
+// authorized: the handshake and commands take a few kilobytes, so an
+// unauthenticated peer cannot make the server buffer chunk messages of
+// up to 16 MiB on many chunk streams.
+const prePublishLimit = 256 << 10
+
+var errPrePublishLimit = fmt.Errorf("more than %d bytes before an authorized publish", prePublishLimit)
+
 // netConn applies the read timeout, remembers the first read error (to
 // tell a vanished peer from a malformed one) and tells the server when
 // go-rtmp is done with the connection.
@@ -221,6 +229,8 @@ type netConn struct {
 	// Only the connection's read goroutine touches these.
 	deadlineSet time.Time
 	readErr     error
+	readBytes   int64
+	published   bool // a publish was authorized: the pre-publish cap is lifted
 
 	closeOnce sync.Once
 }
@@ -235,6 +245,14 @@ func (c *netConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if err != nil && c.readErr == nil {
 		c.readErr = err
+	}
+	if !c.published {
+		c.readBytes += int64(n)
+		if c.readBytes > prePublishLimit {
+			// Not a network error: readErr stays nil so the close is
+			// reported as malformed.
+			return n, errPrePublishLimit
+		}
 	}
 	return n, err
 }

@@ -636,3 +636,14 @@ func processCPU() time.Duration {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+func TestPlayRefused(t *testing.T) {
+	eng := enginetest.NewEngine(t)
+	_, addr := startServer(t, eng)
+	cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-rw_timeout", "20000000",
+		"-i", "rtmp://"+addr+"/live/cam", "-f", "null", "-")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("ffmpeg played from an ingest-only server:\n%s", out)
+	}
+}
