@@ -98,6 +98,12 @@ func TestMalformedConnectionsAreIsolated(t *testing.T) {
 			_, _ = c.Write(chunk(2, 1, 0, []byte{0x7f, 0xff, 0xff, 0xff}))
 			expectClosed(t, c)
 		}},
+		{"zero-length message (go-rtmp panics)", func(t *testing.T) {
+			c := dial(t, addr)
+			handshake(t, c)
+			_, _ = c.Write(chunk(3, 20, 0, nil))
+			expectClosed(t, c)
+		}},
 		{"oversized message before publish", func(t *testing.T) {
 			c := dial(t, addr)
 			handshake(t, c)
