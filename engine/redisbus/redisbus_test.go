@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -77,23 +78,13 @@ func TestNewErrors(t *testing.T) {
 		{redisbus.Options{ClaimIdle: time.Millisecond}, "bus.redis.claim_idle"},
 	} {
 		_, err := redisbus.New(ctx, "redis://127.0.0.1:1/0", tc.opts)
-		if err == nil || !contains(err.Error(), tc.key) {
+		if err == nil || !strings.Contains(err.Error(), tc.key) {
 			t.Fatalf("options %+v: err = %v, want one naming %s", tc.opts, err, tc.key)
 		}
 	}
 	if err := redisbus.DefaultOptions().Validate(); err != nil {
 		t.Fatalf("defaults do not validate: %v", err)
 	}
-}
-
-func contains(s, sub string) bool { return len(s) >= len(sub) && slices.Contains(splitAll(s, len(sub)), sub) }
-
-func splitAll(s string, n int) []string {
-	var out []string
-	for i := 0; i+n <= len(s); i++ {
-		out = append(out, s[i:i+n])
-	}
-	return out
 }
 
 func TestBadInput(t *testing.T) {
@@ -363,4 +354,72 @@ func TestTwoProcesses(t *testing.T) {
 			t.Fatalf("taken over %v, want %v", got, want)
 		}
 	})
+}
+
+// TestOneSubscriberConnection checks that the subscriptions of a Bus share
+// one Redis connection, whatever the number of topics and subscribers, and
+// that the last subscriber of a topic unsubscribes its channel.
+func TestOneSubscriberConnection(t *testing.T) {
+	url := testsvc.Redis(t)
+	b := newBus(t, url, randomPrefix())
+	raw := rawClient(t, url)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var subs []engine.Subscription
+	for i := 0; i < 20; i++ {
+		for j := 0; j < 2; j++ {
+			s, err := b.Subscribe(ctx, "topic-"+strconv.Itoa(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			subs = append(subs, s)
+		}
+	}
+	counts := func() (conns, channels int) {
+		list, err := raw.ClientList(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(list, "\n") {
+			if n := field(line, "sub"); n != "" && n != "0" {
+				conns++
+				channels, _ = strconv.Atoi(n)
+			}
+		}
+		return conns, channels
+	}
+	if conns, channels := counts(); conns != 1 || channels != 20 {
+		t.Fatalf("%d subscriber connections with %d channels, want 1 with 20", conns, channels)
+	}
+	for _, s := range subs[:20] { // both subscribers of topics 0..9
+		s.Close()
+	}
+	waitFor(t, "10 channels unsubscribed", func() bool {
+		conns, channels := counts()
+		return conns == 1 && channels == 10
+	})
+	// Topic 15 still works for both its subscribers.
+	if err := b.Publish(ctx, "topic-15", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range subs[30:32] {
+		select {
+		case m := <-s.C():
+			if string(m.Payload) != "x" || m.Topic != "topic-15" {
+				t.Fatalf("got %q on %q", m.Payload, m.Topic)
+			}
+		case <-time.After(bustest.Deadline):
+			t.Fatalf("no message on topic-15")
+		}
+	}
+}
+
+// field returns the value of name=value in a CLIENT LIST line.
+func field(line, name string) string {
+	for _, kv := range strings.Fields(line) {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			return v
+		}
+	}
+	return ""
 }
