@@ -3,7 +3,9 @@ package rtmp
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -286,4 +288,66 @@ func TestAudioTimeResync(t *testing.T) {
 			t.Fatalf("frame %d at %d ms: got %v, want %v", i, v, got, want[i])
 		}
 	}
+}
+
+// FuzzSessionTags drives a session on a real engine with a sequence of
+// tags: records of [kind byte][timestamp uint32][length uint16][body].
+// Kind 0 is video, 1 audio, 2 metadata. Whatever the input, the session
+// must neither panic nor write units that break the engine's invariants.
+func FuzzSessionTags(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 5, 0x17, 0x01, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		eng := enginetest.NewEngine(t)
+		pub, err := eng.Authorize(context.Background(), engine.PublishRequest{Key: "fuzz", Protocol: "rtmp"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pub.Close()
+		sess := newSession(DefaultConfig(), pub, slog.New(slog.DiscardHandler))
+		now := time.Unix(0, 0)
+		sess.now = func() time.Time { return now }
+		sess.startAt = now
+		var reader *engine.Reader
+		for len(in) >= 7 {
+			kind, ts, n := in[0], binary.BigEndian.Uint32(in[1:]), int(binary.BigEndian.Uint16(in[5:]))
+			in = in[7:]
+			n = min(n, len(in))
+			body := in[:n]
+			in = in[n:]
+			now = now.Add(time.Second) // exercise the start timeout too
+			switch kind % 3 {
+			case 0:
+				err = sess.video(ts, body)
+			case 1:
+				err = sess.audio(ts, body)
+			case 2:
+				err = sess.metadata(body)
+			}
+			if err != nil {
+				return // the connection would close here
+			}
+			if s := pub.Stream(); s != nil && reader == nil {
+				if len(s.Tracks()) == 0 {
+					t.Fatal("live without tracks")
+				}
+				reader, err = s.AddReader(engine.ReaderOptions{Name: "fuzz", Kind: "bench"}, func(u *engine.Unit) {
+					if u.Track < 0 || u.Track >= len(s.Tracks()) {
+						t.Errorf("unit on track %d of %d", u.Track, len(s.Tracks()))
+					}
+					for _, nalu := range u.NALUs {
+						if len(nalu) == 0 {
+							t.Error("empty NAL unit")
+						}
+					}
+				}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if reader != nil {
+			pub.Close()
+			<-reader.Done()
+		}
+	})
 }
