@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -420,6 +421,25 @@ func rssKB(t *testing.T) int {
 // ladder on: every frame, packet and context must be freed, so the RSS
 // after the last cycle stays within a few MB of the RSS after the first.
 func TestLadderCyclesRSS(t *testing.T) {
+	if os.Getenv("MALLOC_ARENA_MAX") == "" {
+		// glibc gives threads up to 8 malloc arenas per core, and every
+		// x264 and decoder thread of a new job may land in a fresh one:
+		// RSS then creeps up for a few cycles with no leak at all. The
+		// engine runs with MALLOC_ARENA_MAX=2 (see the report to the
+		// lead), so the measurement runs in a child set up the same way.
+		cmd := exec.Command(os.Args[0], "-test.run=^TestLadderCyclesRSS$", "-test.v", "-test.count=1")
+		cmd.Env = append(os.Environ(), "MALLOC_ARENA_MAX=2")
+		out, err := cmd.CombinedOutput()
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, "VmRSS") || strings.Contains(line, "FAIL") || strings.Contains(line, "transcoder_test.go") && !strings.Contains(line, "level=") {
+				t.Log(strings.TrimSpace(line))
+			}
+		}
+		if err != nil {
+			t.Fatalf("RSS cycles in a child process: %v", err)
+		}
+		return
+	}
 	clip := enginetest.Clip(t, enginetest.ClipSpec{Width: 640, Height: 360, FPS: 30, Seconds: 1, GOP: 15, Audio: true, Bitrate: "800k"})
 	eng := enginetest.NewEngine(t)
 	tr := newTestTranscoder(t, eng, DefaultConfig())
@@ -464,10 +484,8 @@ func TestLadderCyclesRSS(t *testing.T) {
 	}
 	t.Logf("VmRSS after cycle 1: %d kB, after cycle %d: %d kB, after cycle %d: %d kB; growth %+d kB overall, %+d kB over the second half",
 		first, cycles/2, mid, cycles, last, last-first, last-mid)
-	// The first cycles warm caches that glibc keeps (freed thread stacks
-	// of the codec threads, arena tops): that growth levels off. A leak
-	// grows every cycle, so the second half must be flat.
-	if last-first > 12*1024 {
+	// A leak grows every cycle, so the second half must be flat too.
+	if last-first > 6*1024 {
 		t.Fatalf("RSS grew %d kB over %d cycles", last-first, cycles-1)
 	}
 	if last-mid > 3*1024 {
