@@ -152,6 +152,12 @@ func push(t *testing.T, url, clip string, loop bool, extra ...string) *ffmpegPus
 	args = append(args, "-i", clip, "-c", "copy")
 	args = append(args, extra...)
 	args = append(args, "-f", "flv", url)
+	return runFFmpeg(t, args)
+}
+
+// runFFmpeg starts the ffmpeg CLI; it is killed at cleanup.
+func runFFmpeg(t *testing.T, args []string) *ffmpegPush {
+	t.Helper()
 	p := &ffmpegPush{cmd: exec.Command("ffmpeg", args...), done: make(chan struct{}), stderr: &syncBuffer{}}
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -371,10 +377,10 @@ func checkMedia(t *testing.T, s *engine.Stream, units []*engine.Unit, wantBFrame
 }
 
 // publishAndRecord pushes clip once and records the whole stream.
-func publishAndRecord(t *testing.T, clip string, wantBFrames bool) {
+func publishAndRecord(t *testing.T, start func(url string) *ffmpegPush, wantBFrames bool) {
 	eng := enginetest.NewEngine(t)
 	srv, addr := startServer(t, eng)
-	p := push(t, "rtmp://"+addr+"/live/cam1", clip, false)
+	p := start("rtmp://" + addr + "/live/cam1")
 	s := waitStream(t, eng, "cam1")
 	rec := record(t, s)
 	if err := p.wait(t); err != nil {
@@ -404,11 +410,26 @@ func publishAndRecord(t *testing.T, clip string, wantBFrames bool) {
 }
 
 func TestPublishFFmpeg(t *testing.T) {
-	publishAndRecord(t, clip720(t), false)
+	clip := clip720(t)
+	publishAndRecord(t, func(url string) *ffmpegPush { return push(t, url, clip, false) }, false)
 }
 
 func TestPublishFFmpegBFrames(t *testing.T) {
-	publishAndRecord(t, bframesClip(t), true)
+	clip := bframesClip(t)
+	publishAndRecord(t, func(url string) *ffmpegPush { return push(t, url, clip, false) }, true)
+}
+
+// TestPublishFFmpegLiveEncode is the canonical OBS-like case: ffmpeg
+// encodes testsrc2 720p30 and a 44.1 kHz sine as it publishes, with
+// B-frames, so sequence headers are real from the first tag.
+func TestPublishFFmpegLiveEncode(t *testing.T) {
+	publishAndRecord(t, func(url string) *ffmpegPush {
+		return runFFmpeg(t, []string{"-hide_banner", "-loglevel", "warning", "-nostdin",
+			"-re", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
+			"-re", "-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=44100",
+			"-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-g", "30", "-pix_fmt", "yuv420p",
+			"-c:a", "aac", "-b:a", "96k", "-ac", "2", "-f", "flv", url})
+	}, true)
 }
 
 func TestPublishSingleTrack(t *testing.T) {
