@@ -155,6 +155,11 @@ func run(ctx context.Context, args []string, progress io.Writer) (*Report, *Opti
 		return nil, nil, fmt.Errorf("%w: unknown scenario %q\n%s", ErrUsage, name, b.String())
 	}
 	fs := flag.NewFlagSet("liveengine bench "+name, flag.ContinueOnError)
+	if progress == nil {
+		fs.SetOutput(io.Discard)
+	} else {
+		fs.SetOutput(progress)
+	}
 	opts := commonFlags(fs)
 	runner := sc.flags(fs)
 	fs.Usage = func() {
