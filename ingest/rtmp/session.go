@@ -66,7 +66,12 @@ const (
 	warnAudioConfigChange
 	warnBadSPS
 	warnMetadata
+	warnAnnexB
 )
+
+func hasStartCode(b []byte) bool {
+	return bytes.HasPrefix(b, []byte{0, 0, 0, 1}) || bytes.HasPrefix(b, []byte{0, 0, 1})
+}
 
 // session turns the FLV tags of one publish into engine units. All its
 // methods run on the connection's read goroutine.
@@ -199,7 +204,14 @@ func (s *session) video(ts uint32, body []byte) error {
 	nalus, err := splitNALUs(s.nalus[:0], tag.Data, s.nalLen)
 	s.nalus = nalus[:0]
 	if err != nil {
-		return err
+		// Some cameras put Annex-B start codes in FLV instead of length
+		// prefixes; accept them rather than drop the publisher.
+		var ab h264.AnnexB
+		if !hasStartCode(tag.Data) || ab.Unmarshal(tag.Data) != nil {
+			return err
+		}
+		s.warnOnce(warnAnnexB, "rtmp video uses Annex-B start codes instead of length prefixes")
+		nalus = ab
 	}
 	u := s.videoUnit(nalus)
 	clear(nalus)

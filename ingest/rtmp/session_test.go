@@ -216,6 +216,29 @@ func TestSessionConfigChangeInjectsParameterSets(t *testing.T) {
 	}
 }
 
+func TestSessionAnnexBFrames(t *testing.T) {
+	r := newSessionRig(t, "annexb")
+	r.must(r.sess.metadata(metadataBody(true, false)))
+	r.must(r.sess.video(0, seed(t, "FuzzParseVideoTag", "avc-seqheader")))
+	s := r.pub.Stream()
+	rec := record(t, s)
+	frame := []byte{0x17, avcPacketNALU, 0, 0, 0}
+	frame = append(frame, 0, 0, 0, 1)
+	frame = append(frame, naluAUD...)
+	frame = append(frame, 0, 0, 1)
+	frame = append(frame, naluIDR...)
+	r.must(r.sess.video(0, frame))
+	waitFor(t, "frame", func() bool { return rec.count() == 1 })
+	u := rec.snapshot()[0]
+	if !u.Key || len(u.NALUs) != 1 || !bytes.Equal(u.NALUs[0], naluIDR) {
+		t.Fatalf("annex-b frame: key %v nalus %x", u.Key, u.NALUs)
+	}
+	// Garbage that is neither format still closes the connection.
+	if err := r.sess.video(40, []byte{0x27, avcPacketNALU, 0, 0, 0, 0, 0, 0, 9, 0x41}); !errors.Is(err, ErrMalformedTag) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
 func seedSPS(t *testing.T) []byte {
 	c, err := parseAVCConfig(seed(t, "FuzzParseVideoTag", "avc-seqheader")[5:])
 	if err != nil {
