@@ -171,11 +171,17 @@ type Reader struct {
 func (r *Reader) offer(u *Unit, key bool, size int) {
 	if r.waitKey {
 		if !key {
-			r.drop()
+			// A reader that joined before any keyframe simply waits for
+			// one; only units lost after an overflow count as drops.
+			if r.dropEpisodes > 0 {
+				r.drop()
+			}
 			return
 		}
 		r.waitKey = false
-		r.stream.log.Info("reader resumed at keyframe", "reader", r.name, "kind", r.kind, "dropped", r.dropped.Load())
+		if r.dropEpisodes > 0 {
+			r.stream.log.Info("reader resumed at keyframe", "reader", r.name, "kind", r.kind, "dropped", r.dropped.Load())
+		}
 	}
 	select {
 	case r.queue <- u:

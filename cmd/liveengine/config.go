@@ -31,12 +31,6 @@ type PublishConfig struct {
 	Auth string `yaml:"auth"`
 }
 
-// BusConfig selects the coordination bus.
-type BusConfig struct {
-	// URL is empty for the in-process bus, or redis://HOST:PORT/DB.
-	URL string `yaml:"url"`
-}
-
 // HTTPConfig configures the engine's HTTP server (HLS, WHIP, WHEP, metrics).
 type HTTPConfig struct {
 	Addr string `yaml:"addr"`

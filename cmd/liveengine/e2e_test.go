@@ -377,7 +377,7 @@ func TestRTMPToLLHLS(t *testing.T) {
 	if !pl.canBlock {
 		t.Error("SERVER-CONTROL lacks CAN-BLOCK-RELOAD=YES")
 	}
-	if pl.partHoldBack < 3*pl.partTarget {
+	if pl.partHoldBack+1e-6 < 3*pl.partTarget {
 		t.Errorf("PART-HOLD-BACK %v < 3 x PART-TARGET %v", pl.partHoldBack, pl.partTarget)
 	}
 	if !pl.preload {

@@ -211,5 +211,5 @@ func openBus(ctx context.Context, c BusConfig, log *slog.Logger) (engine.Bus, er
 	if c.URL == "" {
 		return engine.NewLocalBus(), nil
 	}
-	return openRedisBus(ctx, c.URL, log)
+	return openRedisBus(ctx, c.URL, c.Redis, log)
 }
