@@ -36,7 +36,7 @@ type Config struct {
 // BusConfig selects the coordination bus.
 type BusConfig struct {
 	// URL is empty for the in-process bus, or redis://HOST:PORT/DB.
-	URL   string            `yaml:"url"`
+	URL   string           `yaml:"url"`
 	Redis redisbus.Options `yaml:"redis"`
 }
 

@@ -74,8 +74,6 @@ func loadConfig(path string) (Config, error) {
 	return c, nil
 }
 
-
-
 func (c *Config) validateBase() error {
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
