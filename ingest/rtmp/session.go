@@ -228,6 +228,9 @@ func (s *session) videoUnit(nalus [][]byte) *engine.Unit {
 	size, count := 0, 0
 	key, hasSPS := false, false
 	for _, n := range nalus {
+		if len(n) == 0 {
+			continue
+		}
 		switch h264.NALUType(n[0] & 0x1f) {
 		case h264.NALUTypeAccessUnitDelimiter, h264.NALUTypeFillerData:
 			continue
@@ -264,6 +267,9 @@ func (s *session) videoUnit(nalus [][]byte) *engine.Unit {
 		add(s.curPPS)
 	}
 	for _, n := range nalus {
+		if len(n) == 0 {
+			continue
+		}
 		switch h264.NALUType(n[0] & 0x1f) {
 		case h264.NALUTypeAccessUnitDelimiter, h264.NALUTypeFillerData:
 			continue
