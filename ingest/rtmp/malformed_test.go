@@ -178,3 +178,27 @@ func TestMalformedConnectionsAreIsolated(t *testing.T) {
 		t.Fatal("the malformed publisher's stream is still live")
 	}
 }
+
+func TestReadTimeoutClosesIdleConnection(t *testing.T) {
+	eng := enginetest.NewEngine(t)
+	conf := DefaultConfig()
+	conf.Addr = "127.0.0.1:0"
+	conf.ReadTimeout = time.Second
+	srv, err := New(conf, eng, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	c := dial(t, srv.Addr().String())
+	handshake(t, c)
+	expectClosed(t, c) // nothing more is sent: the server gives up
+	waitFor(t, "connection released", func() bool {
+		return metricValue(t, srv, "liveengine_rtmp_connections", nil) == 0
+	})
+	if v := metricValue(t, srv, "liveengine_rtmp_malformed_closed_total", nil); v != 0 {
+		t.Fatalf("an idle connection counted as malformed: %v", v)
+	}
+}
