@@ -121,3 +121,30 @@ func TestLongGOP(t *testing.T) {
 		}
 	}
 }
+
+// TestRepublish publishes a stream again while its ended playlists are
+// still retained: the new publish continues the media sequence numbers, so
+// URLs cached from the first publish are never reused.
+func TestRepublish(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, testConfig())
+	m, err := enginetest.ReadTS(enginetest.Clip(t, enginetest.ClipSpec{Width: 320, Height: 240, FPS: 30, Seconds: 4, Audio: true, Bitrate: "300k"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := ts.base + "/hls/again/source/stream.m3u8"
+	publishAll(t, ts.eng, "again", &clipMedia{tracks: m.Tracks, units: m.Units})
+	endedPlaylist(t, url)
+	first, _ := mediaPlaylist(t, url)
+	last := first.MediaSequence + len(first.Segments) - 1
+
+	publishAll(t, ts.eng, "again", &clipMedia{tracks: m.Tracks, units: m.Units})
+	endedPlaylist(t, url)
+	second, _ := mediaPlaylist(t, url)
+	if second.MediaSequence <= last {
+		t.Errorf("second publish starts at MSN %d, first ended at %d", second.MediaSequence, last)
+	}
+	if !second.Endlist || len(second.Segments) != len(first.Segments) {
+		t.Errorf("second publish: %d segments, endlist %v; first had %d", len(second.Segments), second.Endlist, len(first.Segments))
+	}
+}
