@@ -324,10 +324,14 @@ func (j *job) onFrame(f *astiav.Frame) {
 			continue
 		}
 		it := frameItem{f: nf, tm: tm, key: fk}
-		if j.blocking || fk {
-			// Keyframes are never dropped: they keep every rung's GOPs
-			// aligned. Waiting here for one slot backs up into the
-			// reader's queue, which the engine bounds.
+		// Keyframes are never dropped: they keep every rung's GOPs
+		// aligned. Neither are frames of rungs the overload level has
+		// not reached yet: for those, waiting for a slot backs up into
+		// the reader's queue (bounded by the engine), the lag grows,
+		// and the level rises until lower rungs shed enough work. So the
+		// lowest rungs lose frames first, the top rung last.
+		protected := j.level <= len(j.rungs)-1-i
+		if j.blocking || fk || protected {
 			if !j.blocking && len(r.in) == cap(r.in) {
 				j.lastBusy = time.Now()
 			}
@@ -523,7 +527,11 @@ func (j *job) finish() {
 	}
 	j.free()
 	releaseCMemory()
-	j.log.Info("transcode job ended", "frames_dropped", j.dropped(), "decode_errors", j.errs)
+	drops := make([]string, len(j.rungs))
+	for i, r := range j.rungs {
+		drops[i] = fmt.Sprintf("%s:%d/%d", r.conf.Name, r.dropped.Load(), r.dropped.Load()+r.encoded.Load())
+	}
+	j.log.Info("transcode job ended", "frames_dropped", drops, "decode_errors", j.errs)
 }
 
 func (j *job) free() {
