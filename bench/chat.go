@@ -38,10 +38,10 @@ type chatStorm struct {
 	rate    *float64
 	room    *string
 
-	hc      *http.Client
-	tokens  []string
-	roomID  string
-	wsURL   string
+	hc     *http.Client
+	tokens []string
+	roomID string
+	wsURL  string
 }
 
 func (c *chatStorm) prepare(ctx context.Context) error {

@@ -1,0 +1,288 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ErrInvariant means the gift storm's final check found money created or
+// lost: a double charge, a lost charge, or earnings that do not add up.
+var ErrInvariant = errors.New("bench: ledger invariant broken")
+
+func init() {
+	register("gifts", scenario{
+		summary: "a gift storm: C senders top up (sandbox) and gift a live stream with Idempotency-Key headers, some retried; final invariant check",
+		flags: func(fs *flag.FlagSet) runner {
+			return &giftStorm{
+				api:     fs.String("api", "http://127.0.0.1:8080", "control API base URL"),
+				n:       fs.Int("n", 20, "concurrent senders (registered at start; registration is rate limited)"),
+				coins:   fs.Int64("topup", 100000, "coins each sender tops up before the storm"),
+				gift:    fs.String("gift", "", "gift id to send; empty: the cheapest active gift of the catalog"),
+				replay:  fs.Float64("replay", 0.1, "fraction of gifts sent twice with the same Idempotency-Key (must charge once)"),
+				publish: fs.String("publish-clip", "", "clip the scenario publishes to make its stream live (default: the generated 720p30 clip)"),
+				stream:  fs.String("stream", "", "gift this live stream id instead of creating and publishing one"),
+			}
+		},
+		target: func(fs *flag.FlagSet) string { return flagString(fs, "api") },
+	})
+}
+
+type giftStorm struct {
+	api     *string
+	n       *int
+	coins   *int64
+	gift    *string
+	replay  *float64
+	publish *string
+	stream  *string
+
+	hc       *http.Client
+	streamer *apiClient
+	senders  []*apiClient
+	streamID string
+	giftID   string
+	price    int64
+	ingest   apiStream
+	clip     *Clip
+
+	mu      sync.Mutex
+	charged map[*apiClient]int64 // coins of unique accepted gifts per sender
+}
+
+func (g *giftStorm) prepare(ctx context.Context) error {
+	if *g.n < 1 || *g.coins < 1 || *g.replay < 0 || *g.replay > 1 {
+		return fmt.Errorf("%w: need -n >= 1, -topup >= 1, 0 <= -replay <= 1", ErrUsage)
+	}
+	if u, err := url.Parse(*g.api); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return fmt.Errorf("%w: -api %q is not an http(s) URL", ErrUsage, *g.api)
+	}
+	g.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * *g.n}}
+	g.charged = map[*apiClient]int64{}
+	run := randomHex(4)
+	g.streamer = newAPIClient(*g.api, g.hc)
+	if _, err := g.streamer.register(ctx, run, 0, "streamer"); err != nil {
+		return err
+	}
+	g.streamID = *g.stream
+	if g.streamID == "" {
+		st, err := g.streamer.createStream(ctx, "gift bench "+run)
+		if err != nil {
+			return err
+		}
+		g.streamID, g.ingest = st.ID, st
+		if st.RTMPURL == "" {
+			if _, err := g.streamer.call(ctx, http.MethodGet, "/api/v1/streams/"+st.ID+"/key", nil, &g.ingest); err != nil {
+				return fmt.Errorf("stream key: %w", err)
+			}
+		}
+		path := *g.publish
+		if path == "" {
+			path = DefaultClipPath()
+			if err := EnsureClip(path, 10); err != nil {
+				return err
+			}
+		}
+		clip, err := LoadClip(path)
+		if err != nil {
+			return err
+		}
+		g.clip = clip
+	}
+	var cat struct {
+		Gifts []struct {
+			ID     string `json:"id"`
+			Price  int64  `json:"price"`
+			Active bool   `json:"active"`
+		} `json:"gifts"`
+	}
+	if _, err := g.streamer.call(ctx, http.MethodGet, "/api/v1/gifts", nil, &cat); err != nil {
+		return fmt.Errorf("gift catalog: %w", err)
+	}
+	for _, c := range cat.Gifts {
+		if !c.Active || (*g.gift != "" && c.ID != *g.gift) {
+			continue
+		}
+		if g.giftID == "" || c.Price < g.price {
+			g.giftID, g.price = c.ID, c.Price
+		}
+	}
+	if g.giftID == "" {
+		return fmt.Errorf("%w: no active gift %q in the catalog", ErrAPI, *g.gift)
+	}
+	for i := 1; i <= *g.n; i++ {
+		c := newAPIClient(*g.api, g.hc)
+		if _, err := c.register(ctx, run, i, ""); err != nil {
+			return err
+		}
+		var order struct {
+			OrderID string `json:"order_id"`
+		}
+		if _, err := c.call(ctx, http.MethodPost, "/api/v1/wallet/topups", map[string]any{"coins": *g.coins, "provider": "sandbox"}, &order,
+			"Idempotency-Key", "topup-"+randomHex(8)); err != nil {
+			return fmt.Errorf("top up: %w", err)
+		}
+		if _, err := c.call(ctx, http.MethodPost, "/api/v1/payments/sandbox/orders/"+order.OrderID+"/complete", nil, nil); err != nil {
+			return fmt.Errorf("complete top-up %s: %w", order.OrderID, err)
+		}
+		g.senders = append(g.senders, c)
+	}
+	return nil
+}
+
+type giftResult struct {
+	TransferID string `json:"transfer_id"`
+	Coins      int64  `json:"coins"`
+	Balance    int64  `json:"balance"`
+}
+
+func (g *giftStorm) run(ctx context.Context, r *Run) error {
+	var pubWG sync.WaitGroup
+	if g.clip != nil {
+		app, key, err := splitRTMP(g.ingest)
+		if err != nil {
+			return err
+		}
+		pubWG.Add(1)
+		go func() {
+			defer pubWG.Done()
+			quiet := NewRun("publish", app, 1)
+			retry(ctx, r, func() error { return PublishRTMP(ctx, app, key, g.clip, quiet) })
+		}()
+		if err := g.waitLive(ctx); err != nil {
+			return err
+		}
+	}
+	var wg sync.WaitGroup
+	for _, c := range g.senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.sender(ctx, r, c)
+		}()
+	}
+	wg.Wait()
+	pubWG.Wait()
+	return g.check(r)
+}
+
+func splitRTMP(s apiStream) (string, string, error) {
+	if s.RTMPServer != "" && s.StreamKey != "" {
+		return s.RTMPServer, s.StreamKey, nil
+	}
+	i := strings.LastIndexByte(s.RTMPURL, '/')
+	if i < 0 {
+		return "", "", fmt.Errorf("%w: stream %s has no RTMP ingest URL", ErrAPI, s.ID)
+	}
+	return s.RTMPURL[:i], s.RTMPURL[i+1:], nil
+}
+
+func (g *giftStorm) waitLive(ctx context.Context) error {
+	for {
+		var st apiStream
+		if _, err := g.streamer.call(ctx, http.MethodGet, "/api/v1/streams/"+g.streamID, nil, &st); err == nil && st.Status == "live" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stream %s never went live: %w", g.streamID, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// sender gifts as fast as the API answers; a share of requests is sent a
+// second time with the same Idempotency-Key, as a client retrying after a
+// lost answer would, and must get the same transfer back.
+func (g *giftStorm) sender(ctx context.Context, r *Run, c *apiClient) {
+	r.Active.Add(1)
+	defer r.Active.Add(-1)
+	body := map[string]any{"gift_id": g.giftID, "quantity": 1}
+	path := "/api/v1/streams/" + g.streamID + "/gifts"
+	for ctx.Err() == nil {
+		key := "gift-" + randomHex(12)
+		var res giftResult
+		start := time.Now()
+		// The storm's own deadline must not cut a request in half: an
+		// unanswered gift would make the final check guess.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		st, err := c.call(rctx, http.MethodPost, path, body, &res, "Idempotency-Key", key)
+		if err != nil {
+			cancel()
+			var as *apiStatus
+			if errors.As(err, &as) && as.Code == "insufficient_funds" {
+				return // spent: this sender is done
+			}
+			r.Error(err)
+			continue
+		}
+		r.OpLatency(time.Since(start))
+		r.Ops.Add(1)
+		g.mu.Lock()
+		g.charged[c] += res.Coins
+		g.mu.Unlock()
+		if rand.Float64() < *g.replay {
+			var again giftResult
+			_, err := c.call(rctx, http.MethodPost, path, body, &again, "Idempotency-Key", key)
+			switch {
+			case err != nil:
+				r.Error(fmt.Errorf("replay of %s: %w", key, err))
+			case again.TransferID != res.TransferID || again.Coins != res.Coins:
+				r.Error(fmt.Errorf("%w: replay of %s gave transfer %s, first %s", ErrInvariant, key, again.TransferID, res.TransferID))
+			default:
+				r.Frames.Add(1) // replays answered from the idempotency store
+			}
+		}
+		cancel()
+		_ = st
+	}
+}
+
+// check compares every sender's wallet with its top-up minus its accepted
+// gifts, and the streamer's earnings with the gifts' total.
+func (g *giftStorm) check(r *Run) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var bad int
+	var total int64
+	for _, c := range g.senders {
+		var w struct {
+			Coins int64 `json:"coins"`
+		}
+		if _, err := c.call(ctx, http.MethodGet, "/api/v1/wallet", nil, &w); err != nil {
+			r.Error(fmt.Errorf("final wallet: %w", err))
+			bad++
+			continue
+		}
+		g.mu.Lock()
+		spent := g.charged[c]
+		g.mu.Unlock()
+		total += spent
+		if w.Coins != *g.coins-spent {
+			bad++
+			r.Error(fmt.Errorf("%w: wallet holds %d, want %d - %d = %d", ErrInvariant, w.Coins, *g.coins, spent, *g.coins-spent))
+		}
+	}
+	var e struct {
+		Available int64 `json:"available_coins"`
+		Held      int64 `json:"held_coins"`
+	}
+	if _, err := g.streamer.call(ctx, http.MethodGet, "/api/v1/earnings", nil, &e); err != nil {
+		r.Error(fmt.Errorf("final earnings: %w", err))
+	} else if e.Available+e.Held > total {
+		bad++
+		r.Error(fmt.Errorf("%w: streamer earned %d from %d coins of gifts", ErrInvariant, e.Available+e.Held, total))
+	}
+	r.Note("invariants: %d senders checked, %d coins gifted, streamer earned %d (after commission), %d violations", len(g.senders), total, e.Available+e.Held, bad)
+	if bad > 0 {
+		return fmt.Errorf("%w: %d violations", ErrInvariant, bad)
+	}
+	return nil
+}
