@@ -33,19 +33,19 @@ type Ingest struct {
 	sb    *samplebuilder.SampleBuilder // video reordering; video goroutine only
 	nalus [][]byte                     // scratch; video goroutine only
 
-	mu        sync.Mutex // guards what follows and Publisher.Write
-	stream    *engine.Stream
-	sps, pps  []byte
-	epoch     time.Time // arrival of the first packet of any track
-	video     rtpClock
-	audio     rtpClock
-	lastPLI   time.Time
-	videoIdx  int
-	audioIdx  int
-	aacIdx    int
-	bridge    *transcode.AudioBridge // Opus -> AAC for HLS and the ladder
-	emitAAC   func(*engine.Unit)
-	closed    bool
+	mu         sync.Mutex // guards what follows and Publisher.Write
+	stream     *engine.Stream
+	sps, pps   []byte
+	epoch      time.Time // arrival of the first packet of any track
+	video      rtpClock
+	audio      rtpClock
+	lastPLI    time.Time
+	videoIdx   int
+	audioIdx   int
+	aacIdx     int
+	bridge     *transcode.AudioBridge // Opus -> AAC for HLS and the ladder
+	emitAAC    func(*engine.Unit)
+	closed     bool
 	units      uint64
 	keyframes  uint64
 	bridgeErrs uint64
