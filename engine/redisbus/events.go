@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -203,13 +204,71 @@ func (c *eventConsumer) read(ctx context.Context, id string, block time.Duration
 	return streams[0].Messages, nil
 }
 
-// handle gives msgs to the handler in order and acknowledges each success.
+// ackDelay bounds how long a handled event waits for its acknowledgement.
+// Acknowledgements of a batch go in one XACK; a process that dies meanwhile
+// sees at most those events delivered again (at-least-once), and a handler
+// that blocks does not leave the events before it claimable by others.
+const ackDelay = 50 * time.Millisecond
+
+// acker batches the XACKs of one batch of events; a timer flushes them while
+// a slow handler runs.
+type acker struct {
+	c      *eventConsumer
+	ctx    context.Context
+	mu     sync.Mutex
+	ids    []string
+	timer  *time.Timer
+	failed bool
+}
+
+func (a *acker) add(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.ids = append(a.ids, id)
+	if a.timer == nil {
+		a.timer = time.AfterFunc(ackDelay, func() { a.flush() })
+	}
+}
+
+// flush acknowledges what is queued; it reports false if any XACK of the
+// batch failed (those events will be delivered again).
+func (a *acker) flush() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.timer != nil {
+		a.timer.Stop()
+		a.timer = nil
+	}
+	if len(a.ids) > 0 {
+		ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
+		defer cancel()
+		if err := a.c.bus.client.XAck(ctx, a.c.bus.eventsKey, a.c.group, a.ids...).Err(); err != nil {
+			a.c.log.Warn("ack events; they will be delivered again", "first", a.ids[0], "count", len(a.ids), "error", err)
+			a.failed = true
+		}
+		a.ids = a.ids[:0]
+	}
+	return !a.failed
+}
+
+// handle gives msgs to the handler in order and acknowledges the successes.
 // It stops at the first failure, or when ctx ends, and reports whether every
 // message was acknowledged.
 func (c *eventConsumer) handle(ctx context.Context, msgs []redis.XMessage) bool {
 	b := c.bus
+	// The acks must not be lost because the handler's context just ended.
+	ack := &acker{c: c, ctx: context.WithoutCancel(ctx), ids: make([]string, 0, len(msgs))}
+	b.mu.Lock()
+	b.ackers[ack] = struct{}{}
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.ackers, ack)
+		b.mu.Unlock()
+	}()
 	for _, m := range msgs {
 		if ctx.Err() != nil || b.isClosed() {
+			ack.flush()
 			return false
 		}
 		ev, err := decodeEvent(m.ID, m.Values)
@@ -227,24 +286,19 @@ func (c *eventConsumer) handle(ctx context.Context, msgs []redis.XMessage) bool 
 			}
 			if derr := b.client.XAdd(ctx, &redis.XAddArgs{Stream: b.deadKey, MaxLen: b.opts.EventsMaxLen, Approx: true, Values: vals}).Err(); derr != nil {
 				c.log.Error("dead-letter write failed; event stays pending", "id", m.ID, "error", derr)
+				ack.flush()
 				return false
 			}
 		default:
 			if herr := c.fn(ev); herr != nil {
 				c.log.Warn("event handler failed; event will be delivered again", "id", m.ID, "kind", ev.Kind, "stream", ev.StreamID, "error", herr)
+				ack.flush()
 				return false
 			}
 		}
-		// The ack must not be lost because the handler's context just ended.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		err = b.client.XAck(actx, b.eventsKey, c.group, m.ID).Err()
-		cancel()
-		if err != nil {
-			c.log.Warn("ack event; it will be delivered again", "id", m.ID, "error", err)
-			return false
-		}
+		ack.add(m.ID)
 	}
-	return true
+	return ack.flush()
 }
 
 // decodeEvent decodes a stream entry written by AppendEvent.

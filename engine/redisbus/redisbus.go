@@ -137,6 +137,7 @@ type Bus struct {
 	dispatchDone chan struct{}
 	topics       map[string]map[*subscription]struct{} // Redis channel → local subscribers
 	waiters      map[string][]chan struct{}            // Redis channel → Subscribe calls awaiting confirmation
+	ackers       map[*acker]struct{}                   // batches of handled events not acknowledged yet
 }
 
 // New connects to the Redis at url (redis://[user:pass@]host:port/db or
@@ -166,6 +167,7 @@ func New(ctx context.Context, url string, opts Options) (*Bus, error) {
 		closed:    make(chan struct{}),
 		topics:    map[string]map[*subscription]struct{}{},
 		waiters:   map[string][]chan struct{}{},
+		ackers:    map[*acker]struct{}{},
 	}
 	b.log.Info("redis bus connected", "addr", ropt.Addr, "db", ropt.DB, "prefix", p)
 	return b, nil
@@ -340,6 +342,17 @@ func (b *Bus) Close() error {
 		b.mu.Unlock()
 		for _, s := range subs {
 			s.shutdown(false)
+		}
+		// Handled events are acknowledged before the connections go, so a
+		// graceful stop redelivers nothing that was handled.
+		b.mu.Lock()
+		ackers := make([]*acker, 0, len(b.ackers))
+		for a := range b.ackers {
+			ackers = append(ackers, a)
+		}
+		b.mu.Unlock()
+		for _, a := range ackers {
+			a.flush()
 		}
 		var errs []error
 		if ps != nil {
