@@ -53,8 +53,9 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 	}
 	existing := make(map[string]storedTransfer)
 	for _, part := range chunks(keys, chunkRows) {
+		part = pad(part, 1)
 		q := "SELECT idem_key, id, fingerprint, kind, resp_status, resp_body, created_at FROM ledger_transfers WHERE idem_key IN (" + placeholders(len(part)) + ")"
-		rows, err := c.QueryContext(ctx, sqldb.Rebind(d, q), part...)
+		rows, err := l.query(ctx, c, q, part...)
 		if err != nil {
 			return nil, fmt.Errorf("lookup keys: %w", err)
 		}
@@ -110,12 +111,13 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 	bal := make(map[AccountID]int64, len(accts))
 	sort.Slice(accts, func(i, k int) bool { return accts[i].(string) < accts[k].(string) })
 	for _, part := range chunks(accts, chunkRows) {
+		part = pad(part, 1)
 		q := "SELECT id, balance FROM ledger_accounts WHERE id IN (" + placeholders(len(part)) + ")"
 		if d == sqldb.Postgres {
 			// Sorted ids and ORDER BY keep lock order fixed across nodes.
 			q += " ORDER BY id FOR UPDATE"
 		}
-		rows, err := c.QueryContext(ctx, sqldb.Rebind(d, q), part...)
+		rows, err := l.query(ctx, c, q, part...)
 		if err != nil {
 			return nil, fmt.Errorf("read balances: %w", err)
 		}
@@ -209,15 +211,15 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 	}
 
 	// 4. Write everything, commit once.
-	for _, part := range chunks(trRows, chunkRows*11) {
+	for _, part := range rowChunks(trRows, 11) {
 		q := "INSERT INTO ledger_transfers (id, idem_key, kind, actor, stream_id, amount, meta, fingerprint, resp_status, resp_body, created_at) VALUES " + tuples(len(part)/11, "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?")
-		if _, err := c.ExecContext(ctx, sqldb.Rebind(d, q), part...); err != nil {
+		if _, err := l.exec(ctx, c, q, part...); err != nil {
 			return nil, fmt.Errorf("insert transfers: %w", err)
 		}
 	}
-	for _, part := range chunks(enRows, chunkRows*9) {
+	for _, part := range rowChunks(enRows, 9) {
 		q := "INSERT INTO ledger_entries (transfer_id, seq, debit, credit, amount, kind, actor, stream_id, created_at) VALUES " + tuples(len(part)/9, "?, ?, ?, ?, ?, ?, ?, ?, ?")
-		if _, err := c.ExecContext(ctx, sqldb.Rebind(d, q), part...); err != nil {
+		if _, err := l.exec(ctx, c, q, part...); err != nil {
 			return nil, fmt.Errorf("insert entries: %w", err)
 		}
 	}
@@ -229,6 +231,11 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 		sort.Slice(ids, func(i, k int) bool { return ids[i] < ids[k] })
 		for start := 0; start < len(ids); start += chunkRows {
 			part := ids[start:min(start+chunkRows, len(ids))]
+			// Pad to a bucket size (repeating the last account is harmless)
+			// so the statement text, hence the prepared statement, repeats.
+			for n := padSize(len(part)); len(part) < n; {
+				part = append(part[:len(part):len(part)], part[len(part)-1])
+			}
 			var b strings.Builder
 			args := make([]any, 0, len(part)*3)
 			b.WriteString("UPDATE ledger_accounts SET balance = CASE id")
@@ -240,15 +247,18 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 			for _, a := range part {
 				args = append(args, string(a))
 			}
-			if _, err := c.ExecContext(ctx, sqldb.Rebind(d, b.String()), args...); err != nil {
+			if _, err := l.exec(ctx, c, b.String(), args...); err != nil {
 				return nil, fmt.Errorf("update balances: %w", err)
 			}
 		}
 	}
+	commitStart := time.Now()
 	if _, err := c.ExecContext(ctx, "COMMIT"); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
 	committed = true
+	l.commitNanos.Add(int64(time.Since(commitStart)))
+	l.applyNanos.Add(int64(time.Since(now)))
 	for _, a := range accts {
 		l.known.Store(AccountID(a.(string)), struct{}{})
 	}
@@ -317,4 +327,96 @@ func chunks(xs []any, size int) [][]any {
 		out = append(out, xs)
 	}
 	return out
+}
+
+// Statement sizes: variable-length statements are padded or split to these
+// row counts, so the writer reuses a handful of prepared statements instead
+// of parsing new SQL text for every batch.
+var buckets = []int{1, 2, 4, 8, 16, 32, 64, 128, 256, chunkRows}
+
+func padSize(n int) int {
+	for _, b := range buckets {
+		if b >= n {
+			return b
+		}
+	}
+	return n
+}
+
+// pad repeats the last width-wide group of xs up to a bucket size (for IN
+// lists, where duplicates change nothing).
+func pad(xs []any, width int) []any {
+	n := len(xs) / width
+	want := padSize(n)
+	if want == n || n == 0 {
+		return xs
+	}
+	out := make([]any, 0, want*width)
+	out = append(out, xs...)
+	last := xs[len(xs)-width:]
+	for i := n; i < want; i++ {
+		out = append(out, last...)
+	}
+	return out
+}
+
+// rowChunks splits flattened rows (width values each) into groups whose row
+// counts are bucket sizes, largest first.
+func rowChunks(xs []any, width int) [][]any {
+	var out [][]any
+	rows := len(xs) / width
+	for rows > 0 {
+		size := 1
+		for _, b := range buckets {
+			if b <= rows {
+				size = b
+			}
+		}
+		out = append(out, xs[:size*width])
+		xs = xs[size*width:]
+		rows -= size
+	}
+	return out
+}
+
+// stmt returns the writer connection's prepared statement for q, or nil
+// for other connections (naive mode), which run q directly.
+func (l *Ledger) stmt(ctx context.Context, c *sql.Conn, q string) (*sql.Stmt, error) {
+	if c != l.conn || l.conn == nil {
+		return nil, nil
+	}
+	if st, ok := l.stmts[q]; ok {
+		return st, nil
+	}
+	st, err := c.PrepareContext(ctx, sqldb.Rebind(l.db.Dialect, q))
+	if err != nil {
+		return nil, err
+	}
+	if l.stmts == nil {
+		l.stmts = make(map[string]*sql.Stmt)
+	}
+	l.stmts[q] = st
+	return st, nil
+}
+
+func (l *Ledger) exec(ctx context.Context, c *sql.Conn, q string, args ...any) (sql.Result, error) {
+	st, err := l.stmt(ctx, c, q)
+	if err != nil {
+		return nil, err
+	}
+	if st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return c.ExecContext(ctx, sqldb.Rebind(l.db.Dialect, q), args...)
+}
+
+func (l *Ledger) query(ctx context.Context, c *sql.Conn, q string, args ...any) (*sql.Rows, error) {
+	st, err := l.stmt(ctx, c, q)
+	if err != nil {
+		return nil, err
+	}
+	if st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return c.QueryContext(ctx, sqldb.Rebind(l.db.Dialect, q), args...)
 }

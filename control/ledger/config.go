@@ -11,9 +11,12 @@ type Config struct {
 	MaxBatch int `yaml:"max_batch"`
 	// QueueLen bounds the writer's queue; senders wait when it is full.
 	QueueLen int `yaml:"queue_len"`
-	// Synchronous is SQLite's durability for the writer connection: "full"
-	// (fsync at every commit; the default) or "normal" (survives a process
-	// crash, may lose the last commits on power loss). Ignored on PostgreSQL.
+	// Synchronous is SQLite's durability for the writer: "pipelined" (the
+	// default: commit with synchronous=NORMAL, then the ledger fsyncs the
+	// WAL itself before answering, while the next batch already runs),
+	// "full" (SQLite fsyncs the WAL inside every COMMIT), or "normal"
+	// (no fsync before answering: survives a process crash but may lose the
+	// last commits on power loss; not durable). Ignored on PostgreSQL.
 	Synchronous string `yaml:"synchronous"`
 	// Naive disables group commit: every transfer runs in its own
 	// transaction from the caller's goroutine. Only for the baseline
@@ -23,9 +26,16 @@ type Config struct {
 	BusyTimeout time.Duration `yaml:"busy_timeout"`
 }
 
+// SQLite durability modes (Config.Synchronous).
+const (
+	SyncPipelined = "pipelined"
+	SyncFull      = "full"
+	SyncNormal    = "normal"
+)
+
 // DefaultConfig returns the ledger defaults.
 func DefaultConfig() Config {
-	return Config{MaxBatch: 1024, QueueLen: 8192, Synchronous: "full", BusyTimeout: 10 * time.Second}
+	return Config{MaxBatch: 1024, QueueLen: 8192, Synchronous: SyncPipelined, BusyTimeout: 10 * time.Second}
 }
 
 // Validate checks the configuration; errors name the key.
@@ -36,8 +46,10 @@ func (c Config) Validate() error {
 	if c.QueueLen < 1 {
 		return fmt.Errorf("ledger.queue_len: %d must be positive", c.QueueLen)
 	}
-	if c.Synchronous != "full" && c.Synchronous != "normal" {
-		return fmt.Errorf("ledger.synchronous: %q is neither \"full\" nor \"normal\"", c.Synchronous)
+	switch c.Synchronous {
+	case SyncPipelined, SyncFull, SyncNormal:
+	default:
+		return fmt.Errorf("ledger.synchronous: %q is not %q, %q or %q", c.Synchronous, SyncPipelined, SyncFull, SyncNormal)
 	}
 	if c.BusyTimeout < 0 {
 		return fmt.Errorf("ledger.busy_timeout: %v is negative", c.BusyTimeout)
