@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -111,30 +113,82 @@ http {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	run := func(url string) float64 {
+	// run loads url with wrk and returns the request rate and the server's
+	// CPU time per request (cpu reads the server's CPU time so far), which
+	// the load other processes put on the machine does not skew.
+	run := func(url string, cpu func() time.Duration) (float64, time.Duration) {
+		before := cpu()
 		out, err := exec.Command(wrk, "-t2", "-c64", "-d5s", url).CombinedOutput()
 		if err != nil {
 			b.Fatalf("wrk: %v\n%s", err, out)
 		}
+		used := cpu() - before
 		b.Logf("%s\n%s", url, out)
 		m := regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`).FindSubmatch(out)
-		if m == nil {
-			b.Fatalf("no Requests/sec in wrk output:\n%s", out)
+		n := regexp.MustCompile(`(\d+) requests in`).FindSubmatch(out)
+		if m == nil || n == nil {
+			b.Fatalf("no request counts in wrk output:\n%s", out)
 		}
 		v, _ := strconv.ParseFloat(string(m[1]), 64)
-		return v
+		reqs, _ := strconv.Atoi(string(n[1]))
+		return v, used / time.Duration(max(reqs, 1))
 	}
+	selfCPU := func() time.Duration {
+		var ru syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	nginxCPU := func() time.Duration { return processTreeCPU(cmd.Process.Pid) }
 	// Alternate the two servers so a change in the (shared) machine's load
 	// hits both alike.
 	b.ResetTimer()
 	purl := "http://" + ln.Addr().String() + "/hls/b/source/part0.0.mp4"
 	var ours, theirs float64
+	var ourCPU, theirCPU time.Duration
 	for range 2 {
-		ours += run(purl) / 2
-		theirs += run(nurl) / 2
+		r, c := run(purl, selfCPU)
+		ours, ourCPU = ours+r/2, ourCPU+c/2
+		r, c = run(nurl, nginxCPU)
+		theirs, theirCPU = theirs+r/2, theirCPU+c/2
 	}
 	b.StopTimer()
 	b.ReportMetric(ours, "packager-req/s")
 	b.ReportMetric(theirs, "nginx-req/s")
 	b.ReportMetric(ours/theirs, "ratio")
+	b.ReportMetric(float64(ourCPU.Nanoseconds())/1000, "packager-cpu-us/req")
+	b.ReportMetric(float64(theirCPU.Nanoseconds())/1000, "nginx-cpu-us/req")
+}
+
+// processTreeCPU returns the CPU time used by pid and its children (nginx
+// and its workers), from /proc.
+func processTreeCPU(pid int) time.Duration {
+	entries, _ := os.ReadDir("/proc")
+	var ticks int64
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name, which is in parentheses.
+		i := strings.LastIndexByte(string(stat), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		if p != pid && ppid != pid {
+			continue
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += ut + st
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ
 }
