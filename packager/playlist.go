@@ -74,7 +74,7 @@ func (r *rendition) playlistLocked(siblings []*rendition) ([]byte, error) {
 		}
 	}
 	for _, s := range siblings {
-		if s == r {
+		if s == r || s.finished.Load() {
 			continue
 		}
 		if msn, part, ok := s.lastReport(); ok {
