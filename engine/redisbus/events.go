@@ -40,6 +40,7 @@ func (b *Bus) AppendEvent(ctx context.Context, ev engine.Event) error {
 	if err != nil {
 		return b.fail(fmt.Sprintf("append %s event", ev.Kind), err)
 	}
+	b.metrics.appended.Add(1)
 	return nil
 }
 
@@ -135,6 +136,7 @@ func (c *eventConsumer) run(ctx context.Context) error {
 					continue
 				}
 			}
+			b.metrics.redisErrors.Add(1)
 			if !failing {
 				c.log.Warn("read events", "error", err)
 				failing = true
@@ -147,6 +149,7 @@ func (c *eventConsumer) run(ctx context.Context) error {
 			failing = false
 		}
 		if claimed {
+			b.metrics.claimed.Add(uint64(len(msgs)))
 			c.log.Info("events taken over from a stopped consumer", "count", len(msgs), "first", msgs[0].ID)
 		}
 		if !c.handle(ctx, msgs) {
@@ -245,6 +248,8 @@ func (a *acker) flush() bool {
 		if err := a.c.bus.client.XAck(ctx, a.c.bus.eventsKey, a.c.group, a.ids...).Err(); err != nil {
 			a.c.log.Warn("ack events; they will be delivered again", "first", a.ids[0], "count", len(a.ids), "error", err)
 			a.failed = true
+		} else {
+			a.c.bus.metrics.handled.Add(uint64(len(a.ids)))
 		}
 		a.ids = a.ids[:0]
 	}
@@ -289,8 +294,10 @@ func (c *eventConsumer) handle(ctx context.Context, msgs []redis.XMessage) bool 
 				ack.flush()
 				return false
 			}
+			b.metrics.deadLettered.Add(1)
 		default:
 			if herr := c.fn(ev); herr != nil {
+				b.metrics.failed.Add(1)
 				c.log.Warn("event handler failed; event will be delivered again", "id", m.ID, "kind", ev.Kind, "stream", ev.StreamID, "error", herr)
 				ack.flush()
 				return false

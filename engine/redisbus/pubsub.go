@@ -23,6 +23,7 @@ func (b *Bus) Publish(ctx context.Context, topic string, payload []byte) error {
 	if err := b.client.Publish(ctx, b.channel(topic), payload).Err(); err != nil {
 		return b.fail(fmt.Sprintf("publish on %q", topic), err)
 	}
+	b.metrics.published.Add(1)
 	return nil
 }
 
@@ -120,7 +121,9 @@ func (b *Bus) dispatch(in <-chan any, done chan struct{}) {
 				msg.Topic = s.topic
 				select {
 				case s.c <- msg:
+					b.metrics.delivered.Add(1)
 				default:
+					b.metrics.dropped.Add(1)
 					if s.dropped.Add(1) == 1 {
 						b.log.Warn("subscriber too slow, messages dropped", "topic", s.topic)
 					}

@@ -138,6 +138,8 @@ type Bus struct {
 	topics       map[string]map[*subscription]struct{} // Redis channel → local subscribers
 	waiters      map[string][]chan struct{}            // Redis channel → Subscribe calls awaiting confirmation
 	ackers       map[*acker]struct{}                   // batches of handled events not acknowledged yet
+
+	metrics busMetrics
 }
 
 // New connects to the Redis at url (redis://[user:pass@]host:port/db or
