@@ -328,23 +328,43 @@ func (l *Ledger) run() {
 		defer close(l.syncQ)
 	}
 	batch := make([]*job, 0, l.conf.MaxBatch)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
 	for {
 		j, ok := <-l.queue
 		if !ok {
 			return
 		}
 		batch = append(batch[:0], j)
+		open := true
 	fill:
 		for len(batch) < l.conf.MaxBatch {
 			select {
 			case j, ok := <-l.queue:
 				if !ok {
+					open = false
 					break fill
 				}
 				batch = append(batch, j)
 			default:
 				break fill
 			}
+		}
+		if open && l.conf.Linger > 0 && len(batch) < l.conf.MaxBatch {
+			linger.Reset(l.conf.Linger)
+		wait:
+			for len(batch) < l.conf.MaxBatch {
+				select {
+				case j, ok := <-l.queue:
+					if !ok {
+						break wait
+					}
+					batch = append(batch, j)
+				case <-linger.C:
+					break wait
+				}
+			}
+			linger.Stop()
 		}
 		l.process(batch)
 	}
