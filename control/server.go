@@ -143,7 +143,7 @@ func (s *Server) Start() error {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if err := s.srv.Serve(ln); err != nil {
+		if err := s.srv.Serve(ln); err != nil && s.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
 			s.log.Error("control server stopped", "err", err)
 		}
 	}()
@@ -189,6 +189,8 @@ func (s *Server) Close() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_ = s.srv.ShutdownWithContext(ctx)
 		cancel()
+		// Shutdown misses a listener whose Serve had not started yet.
+		_ = s.ln.Close()
 	}
 	s.hub.Close()
 	s.cancel()
