@@ -14,6 +14,10 @@ import (
 	"github.com/liveengine/liveengine/engine"
 )
 
+// renditionClaimWait bounds how long a new job waits for the previous
+// job of the same stream to release a rendition.
+const renditionClaimWait = 3 * time.Second
+
 // frameItem is a decoded frame on its way to one rung. f is the rung's own
 // reference to the shared decoded picture; the rung frees it.
 type frameItem struct {
@@ -123,6 +127,12 @@ func newRung(j *job, rc Rung, srcW, srcH int, fps float64) (*rung, error) {
 		tracks = append(tracks, j.audioOut)
 	}
 	pub, err := j.t.eng.PublishRendition(j.src.Group(), rc.Name)
+	for wait := time.Now().Add(renditionClaimWait); errors.Is(err, engine.ErrStreamBusy) && time.Now().Before(wait); {
+		// A source that reconnects at once finds its previous job still
+		// flushing this rendition; that takes a few frames.
+		time.Sleep(20 * time.Millisecond)
+		pub, err = j.t.eng.PublishRendition(j.src.Group(), rc.Name)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("rung %s: %w", rc.Name, err)
 	}
