@@ -167,40 +167,91 @@ func tail(b []byte) string {
 // (redis://127.0.0.1:PORT/0). The server is killed at test cleanup.
 func Redis(t testing.TB) string {
 	t.Helper()
+	return StartRedis(t).URL
+}
+
+// RedisServer is a redis-server owned by one test, which the test can stop
+// and start again on the same port to check that clients recover.
+type RedisServer struct {
+	// URL is redis://127.0.0.1:PORT/0.
+	URL string
+
+	t    testing.TB
+	bin  string
+	dir  string
+	port int
+	mu   sync.Mutex
+	proc *process
+}
+
+// StartRedis is Redis returning the server, for tests that restart it.
+func StartRedis(t testing.TB) *RedisServer {
+	t.Helper()
 	bin, err := findOrInstall("redis-server", "redis-server", "/usr/bin/redis-server")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
+	s := &RedisServer{t: t, bin: bin, dir: t.TempDir()}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort()
-		if err != nil {
+		if s.port, err = freePort(); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(bin,
-			"--port", strconv.Itoa(port),
-			"--bind", "127.0.0.1",
-			"--save", "",
-			"--appendonly", "no",
-			"--dir", dir,
-			"--protected-mode", "no",
-		)
-		p, err := startProcess(cmd)
-		if err != nil {
-			t.Fatal(err)
+		if lastErr = s.start(); lastErr == nil {
+			s.URL = "redis://" + s.addr() + "/0"
+			t.Cleanup(s.Stop)
+			return s
 		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		if err := waitRedis(addr, p); err != nil {
-			p.stop(syscall.SIGKILL, time.Second)
-			lastErr = err
-			continue
-		}
-		t.Cleanup(func() { p.stop(syscall.SIGTERM, 10*time.Second) })
-		return "redis://" + addr + "/0"
 	}
 	t.Fatalf("testsvc: redis-server did not start: %v", lastErr)
-	return ""
+	return nil
+}
+
+func (s *RedisServer) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
+func (s *RedisServer) start() error {
+	cmd := exec.Command(s.bin,
+		"--port", strconv.Itoa(s.port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--appendonly", "no",
+		"--dir", s.dir,
+		"--protected-mode", "no",
+	)
+	p, err := startProcess(cmd)
+	if err != nil {
+		return err
+	}
+	if err := waitRedis(s.addr(), p); err != nil {
+		p.stop(syscall.SIGKILL, time.Second)
+		return err
+	}
+	s.mu.Lock()
+	s.proc = p
+	s.mu.Unlock()
+	return nil
+}
+
+// Stop kills the server (its data is lost: persistence is off). Clients see
+// their connections drop. Stopping twice is harmless.
+func (s *RedisServer) Stop() {
+	s.mu.Lock()
+	p := s.proc
+	s.proc = nil
+	s.mu.Unlock()
+	if p != nil {
+		p.stop(syscall.SIGTERM, 10*time.Second)
+	}
+}
+
+// Restart starts a stopped server again, empty, on the same port; it fails
+// the test if the port was taken meanwhile.
+func (s *RedisServer) Restart() {
+	s.t.Helper()
+	s.Stop()
+	if err := s.start(); err != nil {
+		s.t.Fatalf("testsvc: restart redis-server on %s: %v", s.addr(), err)
+	}
 }
 
 // waitRedis polls PING until the server answers +PONG, the process exits, or

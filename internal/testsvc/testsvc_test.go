@@ -102,3 +102,30 @@ func TestPostgres(t *testing.T) {
 		conn.Close(ctx)
 	}
 }
+
+func TestRedisRestart(t *testing.T) {
+	srv := testsvc.StartRedis(t)
+	opt, err := redis.ParseURL(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	if err := c.Ping(ctx).Err(); err == nil {
+		t.Fatalf("PING answered by a stopped server")
+	}
+	srv.Restart()
+	// The server is back, on the same URL, and empty.
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING after restart: %v", err)
+	}
+	if n, err := c.Exists(ctx, "k").Result(); err != nil || n != 0 {
+		t.Fatalf("EXISTS k after restart = %d, %v; want 0", n, err)
+	}
+}
