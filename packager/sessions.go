@@ -94,16 +94,3 @@ func (ss *sessions) count() int {
 	defer ss.mu.Unlock()
 	return len(ss.byID)
 }
-
-// countGroup returns the viewers of a group.
-func (ss *sessions) countGroup(group string) int {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	n := 0
-	for _, s := range ss.byID {
-		if s.group == group {
-			n++
-		}
-	}
-	return n
-}
