@@ -3,6 +3,8 @@ package control
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 
 	"github.com/liveengine/liveengine/control/realtime"
 	"github.com/liveengine/liveengine/control/store"
@@ -66,3 +68,21 @@ func (s *Server) MountHandler(method, pattern string, access Access, h fasthttp.
 func RequireRole(ctx *fasthttp.RequestCtx, roles ...string) (Identity, error) {
 	return requireRole(ctx, roles...)
 }
+
+// AuthenticateRequest resolves the bearer token of a request: the identity
+// the router already checked, or the Authorization header for handlers
+// served outside the router.
+func (s *Server) AuthenticateRequest(ctx *fasthttp.RequestCtx) (Identity, error) {
+	if id, ok := Caller(ctx); ok {
+		return id, nil
+	}
+	h := string(ctx.Request.Header.Peek("Authorization"))
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || tok == "" {
+		return Identity{}, ErrUnauthorized
+	}
+	return s.verify(tok)
+}
+
+// Logger is the server's logger, for packages mounted on it.
+func (s *Server) Logger() *slog.Logger { return s.log }
