@@ -203,3 +203,57 @@ func TestWebPages(t *testing.T) {
 		}
 	}
 }
+
+func TestWHEPABRSwitchesDown(t *testing.T) {
+	eng := enginetest.NewEngine(t)
+	src := enginetest.Clip(t, enginetest.ClipSpec{Width: 640, Height: 360, FPS: 25, Seconds: 2, GOP: 25, Bitrate: "3000k"})
+	low := enginetest.Clip(t, enginetest.ClipSpec{Width: 320, Height: 180, FPS: 25, Seconds: 2, GOP: 25, Bitrate: "100k"})
+	enginetest.Publish(t, eng, "abr", src, enginetest.PublishOptions{Realtime: true, Loop: true})
+	m, err := enginetest.ReadTS(low)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := eng.PublishRendition("abr", "low")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Start(m.Tracks); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		enginetest.PlayMedia(ctx, pub, m, enginetest.PublishOptions{Realtime: true, Loop: true})
+	}()
+	t.Cleanup(func() { cancel(); <-done; pub.Close() })
+	conf := testConfig()
+	// The estimate starts far below the source's 3 Mbit/s: the viewer
+	// must be moved to the low rendition.
+	conf.InitialBitrate = 500_000
+	x, base := newTestSFU(t, eng, conf)
+
+	c := playWHEP(t, base, "/whep/abr", clientOptions{})
+	r := receiveH264(c.waitTrack(t, "video", 30*time.Second))
+	var v *viewer
+	waitFor(t, 30*time.Second, "the session", func() bool {
+		x.sessMu.Lock()
+		defer x.sessMu.Unlock()
+		for _, s := range x.sessions {
+			v = s
+		}
+		return v != nil
+	})
+	if v.bwe == nil {
+		t.Fatal("no bandwidth estimator on an ABR viewer")
+	}
+	waitFor(t, 60*time.Second, "a switch to abr/low", func() bool {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		return v.cur != nil && v.cur.key == "abr/low"
+	})
+	n := r.frameCount()
+	waitFor(t, 30*time.Second, "frames after the switch", func() bool { return r.frameCount() >= n+25 })
+	r.checkDecodes(t, n+20)
+	t.Logf("estimate %d bit/s, %d frames received", v.bwe.GetTargetBitrate(), r.frameCount())
+}

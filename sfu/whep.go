@@ -32,16 +32,18 @@ type viewer struct {
 	log     *slog.Logger
 	created time.Time
 
-	mu        sync.Mutex
-	cur       *feed // video comes from here
-	pending   *feed // rendition switched to at its next keyframe
-	audioFeed *feed
-	subs      []*feed // feeds this viewer holds a reference on
-	started   bool
-	closed    bool
-	vpkt      rtp.Packet
-	apkt      rtp.Packet
-	lastBWE   int64
+	mu           sync.Mutex
+	cur          *feed // video comes from here
+	pending      *feed // rendition switched to at its next keyframe
+	pendingSince time.Time
+	audioFeed    *feed
+	subs         []*feed // feeds this viewer holds a reference on
+	started      bool
+	closed       bool
+	vpkt         rtp.Packet
+	apkt         rtp.Packet
+	lastBWE      int64
+	lastVTS      uint32
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -76,7 +78,11 @@ func (v *viewer) write(f *feed, pkts []packet) {
 		if v.video == nil {
 			continue
 		}
-		if f == v.pending && p.key {
+		// A new rendition's feed starts with its engine GOP cache: a
+		// keyframe older than what the viewer has seen is no switch point.
+		// (After 5 s of waiting the switch happens anyway: a producer
+		// whose clock lags the source's must not pin the viewer.)
+		if f == v.pending && p.key && (!v.started || int32(p.ts-v.lastVTS) > 0 || time.Since(v.pendingSince) > 5*time.Second) {
 			old := v.cur
 			v.cur, v.pending, v.started = f, nil, true
 			v.log.Info("whep rendition switched", "from", old.key, "to", f.key, "bwe", v.lastBWE)
@@ -93,6 +99,7 @@ func (v *viewer) write(f *feed, pkts []packet) {
 		}
 		v.vpkt.SequenceNumber++
 		v.vpkt.Timestamp = p.ts
+		v.lastVTS = p.ts
 		v.vpkt.Marker = p.marker
 		v.vpkt.Payload = p.payload
 		_ = v.video.WriteRTP(&v.vpkt)
@@ -295,7 +302,7 @@ func (v *viewer) abr() {
 		}
 		v.mu.Lock()
 		if v.pending == nil && v.cur != f {
-			v.pending = f
+			v.pending, v.pendingSince = f, time.Now()
 		}
 		v.mu.Unlock()
 		v.log.Info("whep rendition switch requested", "to", best.ID(), "bwe", est)
