@@ -3,6 +3,7 @@ package sfu
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -40,6 +41,10 @@ func benchForward(b *testing.B, viewers int) {
 		b.Fatal(err)
 	}
 	x, base := newTestSFU(b, eng, testConfig())
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	heapBefore := ms.HeapInuse
 	var received atomic.Int64
 	for i := 0; i < viewers; i++ {
 		c := playWHEP(b, base, "/whep/bench", clientOptions{})
@@ -62,6 +67,10 @@ func benchForward(b *testing.B, viewers int) {
 		defer f.mu.Unlock()
 		return len(f.viewers) == viewers
 	})
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	// Both ends live in this process: this is server plus client heap.
+	b.ReportMetric(float64(int64(ms.HeapInuse)-int64(heapBefore))/float64(viewers), "heapB/viewer-both-ends")
 	var video []*engine.Unit
 	for _, u := range m.Units {
 		if u.Track == s.VideoTrack() {
