@@ -16,6 +16,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/liveengine/liveengine/control"
 	"github.com/liveengine/liveengine/engine"
 	"github.com/liveengine/liveengine/engine/enginetest"
 	"github.com/liveengine/liveengine/ingest/rtmp"
@@ -256,3 +257,35 @@ func TestUsage(t *testing.T) {
 }
 
 func itoa(i int) string { return fmt.Sprint(i) }
+
+// TestChatAgainstInProcessControl runs the chat scenario against a real
+// control server (SQLite, in-process bus) for a few seconds.
+func TestChatAgainstInProcessControl(t *testing.T) {
+	bus := engine.NewLocalBus()
+	t.Cleanup(func() { bus.Close() })
+	conf := control.DefaultConfig()
+	conf.Addr = "127.0.0.1:0"
+	conf.JWTSecret = "bench-secret-bench-secret-bench-secret"
+	conf.PasswordCost = 4
+	conf.Database.URL = "sqlite://" + filepath.Join(t.TempDir(), "control.db")
+	log := slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	srv, err := control.New(conf, bus, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	rep := runScenario(t, context.Background(), "chat", "-api", "http://"+srv.Addr(), "-n", "10", "-senders", "2", "-rate", "1", "-duration", "5s")
+	if rep == nil {
+		t.FailNow()
+	}
+	logReport(t, rep)
+	if rep.Frames == 0 || rep.Ops < rep.Frames || rep.Errors != 0 {
+		t.Errorf("chat: sent %d, delivered %d, errors %d", rep.Frames, rep.Ops, rep.Errors)
+	}
+	if rep.OpLatency.N == 0 || rep.OpLatency.P95 > 5000 {
+		t.Errorf("chat: broadcast latency %+v", rep.OpLatency)
+	}
+}

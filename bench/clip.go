@@ -259,13 +259,17 @@ func parseFLV(data []byte) (*Clip, error) {
 			if b[1] == 0 {
 				var conf mpeg4audio.AudioSpecificConfig
 				if err := conf.Unmarshal(b[2:]); err != nil {
-					return nil, fmt.Errorf("%w: AAC config: %w", ErrBadClip, err)
+					// ffmpeg remuxing from MPEG-TS writes an empty header
+					// before the real one; a later one may still come.
+					continue
 				}
 				c.AACConfig = append([]byte(nil), b[2:]...)
 				c.SampleRate, c.Channels = conf.SampleRate, int(conf.ChannelConfig)
 				continue
 			}
-			c.Frames = append(c.Frames, Frame{DTS: dts, PTS: dts, Key: true, AU: append([]byte(nil), b[2:]...)})
+			if c.AACConfig != nil {
+				c.Frames = append(c.Frames, Frame{DTS: dts, PTS: dts, Key: true, AU: append([]byte(nil), b[2:]...)})
+			}
 		}
 	}
 	return c, nil
