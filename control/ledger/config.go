@@ -16,12 +16,14 @@ type Config struct {
 	Linger time.Duration `yaml:"linger"`
 	// QueueLen bounds the writer's queue; senders wait when it is full.
 	QueueLen int `yaml:"queue_len"`
-	// Synchronous is SQLite's durability for the writer: "pipelined" (the
-	// default: commit with synchronous=NORMAL, then the ledger fsyncs the
-	// WAL itself before answering, while the next batch already runs),
-	// "full" (SQLite fsyncs the WAL inside every COMMIT), or "normal"
-	// (no fsync before answering: survives a process crash but may lose the
-	// last commits on power loss; not durable). Ignored on PostgreSQL.
+	// Synchronous is the writer's durability: "pipelined" (the default:
+	// SQLite commits with synchronous=NORMAL and the ledger fsyncs the WAL
+	// itself before answering; PostgreSQL commits with
+	// synchronous_commit=off and a durable commit on a second connection
+	// flushes the WAL before answering; either way the next batch already
+	// runs while the disk syncs), "full" (the database syncs inside every
+	// COMMIT), or "normal" (SQLite only: no fsync before answering; survives
+	// a process crash but may lose the last commits on power loss).
 	Synchronous string `yaml:"synchronous"`
 	// Naive disables group commit: every transfer runs in its own
 	// transaction from the caller's goroutine. Only for the baseline

@@ -122,8 +122,10 @@ type Ledger struct {
 
 	// walPath and syncQ are set in pipelined mode: committed batches wait
 	// in syncQ for the fsync of the WAL file that makes them durable.
-	walPath string
-	syncQ   chan syncItem
+	walPath  string
+	syncQ    chan syncItem
+	flush    func() error
+	syncConn *sql.Conn
 
 	// stmts are the writer connection's prepared statements (writer
 	// goroutine only).
@@ -171,8 +173,12 @@ func (l *Ledger) Start() error {
 		return err
 	}
 	l.conn = c
-	if l.db.Dialect == sqldb.SQLite && l.conf.Synchronous == SyncPipelined {
-		if err := l.startSyncer(ctx); err != nil {
+	if l.conf.Synchronous == SyncPipelined {
+		start := l.startSyncer
+		if l.db.Dialect == sqldb.Postgres {
+			start = l.startPGSyncer
+		}
+		if err := start(ctx); err != nil {
 			c.Close()
 			return err
 		}
@@ -224,6 +230,9 @@ func (l *Ledger) Close() {
 	l.wg.Wait()
 	for _, st := range l.stmts {
 		st.Close()
+	}
+	if l.syncConn != nil {
+		l.syncConn.Close()
 	}
 	if l.conn != nil {
 		l.conn.Close()

@@ -87,6 +87,12 @@ var schema = []string{
 		created_at BIGINT NOT NULL,
 		decided_at BIGINT NOT NULL DEFAULT 0
 	)`,
+	// ledger_sync is written by the PostgreSQL syncer: its durable commit
+	// flushes the WAL for the batches committed before it (one row per node).
+	`CREATE TABLE IF NOT EXISTS ledger_sync (
+		node TEXT PRIMARY KEY,
+		n BIGINT NOT NULL DEFAULT 0
+	)`,
 	`CREATE INDEX IF NOT EXISTS ledger_withdrawals_user ON ledger_withdrawals (user_id, created_at)`,
 }
 
