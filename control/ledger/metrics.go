@@ -28,7 +28,9 @@ func (c ledgerCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c ledgerCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.l.Stats()
-	counter := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v) }
+	counter := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
 	counter(descTransfers, float64(s.Transfers))
 	counter(descRejected, float64(s.Rejected))
 	counter(descReplayed, float64(s.Replayed))
