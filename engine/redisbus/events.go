@@ -152,9 +152,15 @@ func (c *eventConsumer) run(ctx context.Context) error {
 			b.metrics.claimed.Add(uint64(len(msgs)))
 			c.log.Info("events taken over from a stopped consumer", "count", len(msgs), "first", msgs[0].ID)
 		}
-		if !c.handle(ctx, msgs) {
-			// What was not acknowledged is now in our pending list; read it
-			// again first, in order.
+		switch c.handle(ctx, msgs, time.Now()) {
+		case batchDone:
+		case batchStale:
+			// The rest is still ours: reading it again refreshes its idle
+			// time, so other consumers do not take it over.
+			own = true
+		case batchFailed:
+			// What was not acknowledged is in our pending list; read it
+			// again first, in order, after a pause.
 			own = true
 			c.pause(ctx, failBackoff)
 		}
@@ -256,10 +262,23 @@ func (a *acker) flush() bool {
 	return !a.failed
 }
 
-// handle gives msgs to the handler in order and acknowledges the successes.
-// It stops at the first failure, or when ctx ends, and reports whether every
-// message was acknowledged.
-func (c *eventConsumer) handle(ctx context.Context, msgs []redis.XMessage) bool {
+// batchResult says how far handle got through a batch.
+type batchResult int
+
+const (
+	// batchDone: every event was handled and acknowledged.
+	batchDone batchResult = iota
+	// batchStale: handling stopped because the batch was read so long ago
+	// that other consumers would soon take its remaining events over.
+	batchStale
+	// batchFailed: a handler or Redis failed, or ctx ended.
+	batchFailed
+)
+
+// handle gives msgs (read at readAt) to the handler in order and
+// acknowledges the successes. It stops at the first failure, when ctx ends,
+// or when the batch gets stale.
+func (c *eventConsumer) handle(ctx context.Context, msgs []redis.XMessage, readAt time.Time) batchResult {
 	b := c.bus
 	// The acks must not be lost because the handler's context just ended.
 	ack := &acker{c: c, ctx: context.WithoutCancel(ctx), ids: make([]string, 0, len(msgs))}
@@ -271,10 +290,18 @@ func (c *eventConsumer) handle(ctx context.Context, msgs []redis.XMessage) bool 
 		delete(b.ackers, ack)
 		b.mu.Unlock()
 	}()
+	result := func(r batchResult) batchResult {
+		if !ack.flush() {
+			return batchFailed
+		}
+		return r
+	}
 	for _, m := range msgs {
 		if ctx.Err() != nil || b.isClosed() {
-			ack.flush()
-			return false
+			return result(batchFailed)
+		}
+		if time.Since(readAt) > b.opts.ClaimIdle/2 {
+			return result(batchStale)
 		}
 		ev, err := decodeEvent(m.ID, m.Values)
 		switch {
@@ -291,21 +318,19 @@ func (c *eventConsumer) handle(ctx context.Context, msgs []redis.XMessage) bool 
 			}
 			if derr := b.client.XAdd(ctx, &redis.XAddArgs{Stream: b.deadKey, MaxLen: b.opts.EventsMaxLen, Approx: true, Values: vals}).Err(); derr != nil {
 				c.log.Error("dead-letter write failed; event stays pending", "id", m.ID, "error", derr)
-				ack.flush()
-				return false
+				return result(batchFailed)
 			}
 			b.metrics.deadLettered.Add(1)
 		default:
 			if herr := c.fn(ev); herr != nil {
 				b.metrics.failed.Add(1)
 				c.log.Warn("event handler failed; event will be delivered again", "id", m.ID, "kind", ev.Kind, "stream", ev.StreamID, "error", herr)
-				ack.flush()
-				return false
+				return result(batchFailed)
 			}
 		}
 		ack.add(m.ID)
 	}
-	return ack.flush()
+	return result(batchDone)
 }
 
 // decodeEvent decodes a stream entry written by AppendEvent.

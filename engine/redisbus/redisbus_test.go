@@ -423,3 +423,61 @@ func field(line, name string) string {
 	}
 	return ""
 }
+
+// TestSlowHandlerKeepsItsEvents checks that a consumer working slowly
+// through a batch keeps refreshing the events it holds, so an idle consumer
+// of the group does not take them over and handle them twice.
+func TestSlowHandlerKeepsItsEvents(t *testing.T) {
+	url := testsvc.Redis(t)
+	prefix := randomPrefix()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*bustest.Deadline)
+	defer cancel()
+	mk := func() *redisbus.Bus {
+		b, err := redisbus.New(ctx, url, redisbus.Options{Prefix: prefix, ClaimIdle: 2 * time.Second, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+		return b
+	}
+	b1, b2 := mk(), mk()
+	const n = 30
+	for i := 0; i < n; i++ {
+		if err := b1.AppendEvent(ctx, engine.Event{Kind: engine.EventPublishStarted, StreamID: strconv.Itoa(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	by := map[string][]string{}
+	count := func(who string) int { mu.Lock(); defer mu.Unlock(); return len(by[who]) }
+	total := func() int { mu.Lock(); defer mu.Unlock(); return len(by["slow"]) + len(by["idle"]) }
+	cctx, ccancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		b1.ConsumeEvents(cctx, "g", "slow", func(ev engine.Event) error {
+			time.Sleep(100 * time.Millisecond) // the handler's work
+			mu.Lock()
+			defer mu.Unlock()
+			by["slow"] = append(by["slow"], ev.StreamID)
+			return nil
+		})
+	}()
+	waitFor(t, "the slow consumer to start", func() bool { return count("slow") > 0 })
+	go func() {
+		defer wg.Done()
+		b2.ConsumeEvents(cctx, "g", "idle", func(ev engine.Event) error {
+			mu.Lock()
+			defer mu.Unlock()
+			by["idle"] = append(by["idle"], ev.StreamID)
+			return nil
+		})
+	}()
+	waitFor(t, "every event handled", func() bool { return total() >= n })
+	ccancel()
+	wg.Wait()
+	if total() != n {
+		t.Fatalf("%d handlings of %d events (slow %v, idle %v): events handled twice", total(), n, by["slow"], by["idle"])
+	}
+}
