@@ -46,7 +46,7 @@ func newBenchPackager(b *testing.B) *Packager {
 	_, _ = rand.Read(data)
 	r.init = []byte("init")
 	r.cur = &segment{msn: 0, parts: []part{{dur: 200 * time.Millisecond, indep: true, data: data}}}
-	g.renditions["source"] = r
+	g.setLocked("source", r)
 	pk.groups["b"] = g
 	return pk
 }
@@ -98,5 +98,23 @@ func BenchmarkServePartLoopback(b *testing.B) {
 	})
 	if n := failed.Load(); n > 0 {
 		b.Fatalf("%d requests failed", n)
+	}
+}
+
+// BenchmarkServePlaylist measures a media playlist request that finds the
+// playlist cached (the common case: many viewers, one rebuild per part).
+func BenchmarkServePlaylist(b *testing.B) {
+	pk := newBenchPackager(b)
+	var ctx fasthttp.RequestCtx
+	ctx.Init(&fasthttp.Request{}, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5000}, nil)
+	ctx.Request.SetRequestURI("/hls/b/source/stream.m3u8")
+	ctx.Request.Header.SetUserAgent("bench")
+	b.ReportAllocs()
+	for b.Loop() {
+		ctx.Response.Reset()
+		pk.Handle(&ctx)
+		if ctx.Response.StatusCode() != fasthttp.StatusOK {
+			b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+		}
 	}
 }

@@ -19,6 +19,9 @@ type group struct {
 
 	mu         sync.RWMutex
 	renditions map[string]*rendition // by rendition name ("source", "720p")
+	// sorted is a read-only snapshot of renditions sorted by name, replaced
+	// on every change, so requests list siblings without locking.
+	sorted atomic.Pointer[[]*rendition]
 	// starts remembers which media sequence number each recent segment
 	// start time got, so a rendition that joins late numbers the same
 	// moment the same way as its siblings.
@@ -98,14 +101,28 @@ func (g *group) rendition(name string) *rendition {
 	return g.renditions[name]
 }
 
-// list returns the renditions sorted by name.
+// list returns the renditions sorted by name; the slice must not be
+// modified.
 func (g *group) list() []*rendition {
-	g.mu.RLock()
-	out := make([]*rendition, 0, len(g.renditions))
-	for _, r := range g.renditions {
-		out = append(out, r)
+	if p := g.sorted.Load(); p != nil {
+		return *p
 	}
-	g.mu.RUnlock()
+	return nil
+}
+
+// setLocked adds, replaces (r != nil) or removes (r == nil) a rendition;
+// g.mu must be held.
+func (g *group) setLocked(name string, r *rendition) {
+	if r == nil {
+		delete(g.renditions, name)
+	} else {
+		g.renditions[name] = r
+	}
+	out := make([]*rendition, 0, len(g.renditions))
+	for _, x := range g.renditions {
+		out = append(out, x)
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
-	return out
+	g.sorted.Store(&out)
+	g.gen.Add(1)
 }

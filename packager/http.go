@@ -142,8 +142,7 @@ func (p *Packager) startupHold() time.Duration {
 
 func (p *Packager) serveMultivariant(ctx *fasthttp.RequestCtx, g *group) {
 	p.viewer(ctx, g)
-	deadline := time.NewTimer(p.startupHold())
-	defer deadline.Stop()
+	deadline := time.Now().Add(p.startupHold())
 	for {
 		// Any change of any rendition bumps the generation; wait on one
 		// rendition's broadcast at a time, bounded by a short tick, since
@@ -164,7 +163,7 @@ func (p *Packager) serveMultivariant(ctx *fasthttp.RequestCtx, g *group) {
 		}
 		r := list[0]
 		r.mu.Lock()
-		ready := r.waitLocked(func() bool { return r.init != nil }, deadline.C)
+		ready := r.waitLocked(func() bool { return r.init != nil }, deadline)
 		ended := r.ended
 		r.mu.Unlock()
 		if !ready {
@@ -192,11 +191,10 @@ func (p *Packager) servePlaylist(ctx *fasthttp.RequestCtx, g *group, r *renditio
 	if r.cur != nil || len(r.segs) > 0 {
 		limit = r.holdLimitLocked()
 	}
-	deadline := time.NewTimer(limit)
-	defer deadline.Stop()
+	deadline := time.Now().Add(limit)
 	// The first playlist is ready as soon as the first part exists.
 	hasMedia := func() bool { return len(r.segs) > 0 || (r.cur != nil && len(r.cur.parts) > 0) }
-	if !r.waitLocked(hasMedia, deadline.C) {
+	if !r.waitLocked(hasMedia, deadline) {
 		if r.ended {
 			p.fail(ctx, fasthttp.StatusNotFound, "rendition ended before it produced media")
 		} else {
@@ -213,7 +211,7 @@ func (p *Packager) servePlaylist(ctx *fasthttp.RequestCtx, g *group, r *renditio
 			p.fail(ctx, fasthttp.StatusBadRequest, "_HLS_part="+strconv.Itoa(br.part)+" exceeds the parts a segment can have")
 			return
 		}
-		if !r.waitLocked(func() bool { return r.hasLocked(br.msn, br.part) }, deadline.C) && !r.ended {
+		if !r.waitLocked(func() bool { return r.hasLocked(br.msn, br.part) }, deadline) && !r.ended {
 			p.fail(ctx, fasthttp.StatusServiceUnavailable, "the requested part did not appear within three target durations")
 			return
 		}
@@ -240,9 +238,7 @@ func (r *rendition) hasLocked(msn uint64, part int) bool {
 
 func (p *Packager) serveInit(ctx *fasthttp.RequestCtx, r *rendition) {
 	r.mu.Lock()
-	deadline := time.NewTimer(p.startupHold())
-	ok := r.waitLocked(func() bool { return r.init != nil }, deadline.C)
-	deadline.Stop()
+	ok := r.waitLocked(func() bool { return r.init != nil }, time.Now().Add(p.startupHold()))
 	b := r.init
 	r.mu.Unlock()
 	if !ok {
@@ -267,9 +263,7 @@ func (p *Packager) serveSegment(ctx *fasthttp.RequestCtx, r *rendition, msn uint
 	ok := find()
 	if !ok && r.cur != nil && r.cur.msn == msn {
 		// The segment in progress: hold until it is complete.
-		deadline := time.NewTimer(r.holdLimitLocked())
-		ok = r.waitLocked(find, deadline.C)
-		deadline.Stop()
+		ok = r.waitLocked(find, time.Now().Add(r.holdLimitLocked()))
 	}
 	r.mu.Unlock()
 	if !ok {
@@ -284,12 +278,10 @@ func (p *Packager) servePart(ctx *fasthttp.RequestCtx, r *rendition, msn uint64,
 	b, state := r.findPartLocked(msn, idx)
 	if state == partNext {
 		// The preload-hinted part: hold until it is complete.
-		deadline := time.NewTimer(r.holdLimitLocked())
 		r.waitLocked(func() bool {
 			b, state = r.findPartLocked(msn, idx)
 			return state != partNext
-		}, deadline.C)
-		deadline.Stop()
+		}, time.Now().Add(r.holdLimitLocked()))
 	}
 	r.mu.Unlock()
 	switch state {

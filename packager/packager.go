@@ -154,7 +154,7 @@ func (p *Packager) StreamStarted(s *engine.Stream) {
 		live = live || !x.ended
 		x.mu.Unlock()
 	}
-	g.renditions[name] = r
+	g.setLocked(name, r)
 	g.mu.Unlock()
 	if !live {
 		g.restart() // a new publish: earlier timestamps do not apply
@@ -164,7 +164,6 @@ func (p *Packager) StreamStarted(s *engine.Stream) {
 			rd.Close() // a stale rendition of an earlier publish
 		}
 	}
-	g.gen.Add(1)
 	rd, err := s.AddReader(engine.ReaderOptions{Name: "hls " + s.ID(), Kind: "hls", QueueLen: p.conf.ReaderQueueLen}, r.onUnit, r.onEnd)
 	if err != nil {
 		// The stream ended before the reader attached: end the playlist.
@@ -207,8 +206,7 @@ func (p *Packager) forgetEnded(now time.Time) {
 			gone := r.ended && now.Sub(r.endedAt) >= p.conf.EndedRetention
 			r.mu.Unlock()
 			if gone {
-				delete(g.renditions, name)
-				g.gen.Add(1)
+				g.setLocked(name, nil)
 			}
 		}
 		empty := len(g.renditions) == 0

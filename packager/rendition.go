@@ -589,22 +589,36 @@ func (r *rendition) broadcastLocked() {
 
 // waitLocked waits, with r.mu held, until cond holds, the rendition ends,
 // the packager closes or the deadline passes; it reports whether cond
-// holds. r.mu is held again on return.
-func (r *rendition) waitLocked(cond func() bool, deadline <-chan time.Time) bool {
+// holds. r.mu is held again on return. Waiters sleep on the rendition's
+// broadcast channel, which is closed at every change: no polling.
+func (r *rendition) waitLocked(cond func() bool, deadline time.Time) bool {
 	if cond() {
 		return true
 	}
 	r.pk.metrics.blocked.Add(1)
 	defer r.pk.metrics.blocked.Add(-1)
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for !cond() {
 		if r.ended {
 			return false
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return false
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
 		}
 		ch := r.changed
 		r.mu.Unlock()
 		select {
 		case <-ch:
-		case <-deadline:
+		case <-timer.C:
 			r.mu.Lock()
 			return cond()
 		case <-r.pk.closing:

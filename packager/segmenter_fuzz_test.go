@@ -53,7 +53,7 @@ func FuzzSegmenter(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		g.renditions["source"] = r
+		g.setLocked("source", r)
 		// Two bytes per unit: flags (bit 0 video, bit 1 keyframe, bit 2
 		// step backwards) and a DTS step in milliseconds.
 		var dts [2]time.Duration
