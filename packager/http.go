@@ -47,6 +47,10 @@ func (p *Packager) Handle(ctx *fasthttp.RequestCtx) {
 	p.metrics.requests[res.kind].Add(1)
 	g := p.group(res.group)
 	if g == nil {
+		if _, err := p.eng.Stream(res.group); err == nil {
+			p.fail(ctx, fasthttp.StatusNotFound, "stream "+strconv.Quote(res.group)+" is live but has no track HLS can carry (H.264, AAC, Opus)")
+			return
+		}
 		p.fail(ctx, fasthttp.StatusNotFound, "stream "+strconv.Quote(res.group)+" is not live")
 		return
 	}

@@ -173,6 +173,13 @@ func (p *Packager) StreamStarted(s *engine.Stream) {
 	r.mu.Lock()
 	r.reader = rd
 	r.mu.Unlock()
+	p.mu.RLock()
+	closed := p.closed
+	p.mu.RUnlock()
+	if closed {
+		// Close ran while the reader attached and did not see it.
+		rd.Close()
+	}
 }
 
 // StreamStopped implements engine.Hook. The reader flushes the last part
