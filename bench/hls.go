@@ -133,6 +133,14 @@ func (h *HLSPlayer) get(ctx context.Context, u string) ([]byte, time.Time, error
 		return nil, time.Time{}, err
 	}
 	res, err := h.Client.Do(req)
+	for try := 0; err != nil && try < 2 && ctx.Err() == nil; try++ {
+		// Players retry a failed request at once (a keep-alive connection
+		// the server just closed); the retry is counted, not the error.
+		if h.Run != nil {
+			h.Run.Retries.Add(1)
+		}
+		res, err = h.Client.Do(req)
+	}
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("hls get %s: %w", u, err)
 	}

@@ -22,6 +22,9 @@ func (rep *Report) WriteTable(w io.Writer) {
 	row("frames", "%d (%.1f/s)", rep.Frames, rep.FPSAvg)
 	row("operations", "%d (%.1f/s)", rep.Ops, rep.OpsPerSAvg)
 	row("errors", "%d", rep.Errors)
+	if rep.Retries > 0 {
+		row("retried requests", "%d", rep.Retries)
+	}
 	row("stalls/freezes", "%d", rep.Stalls)
 	if rep.Packets > 0 {
 		row("rtp packets", "%d, lost %d (%.2f%%)", rep.Packets, rep.Lost, 100*float64(rep.Lost)/float64(rep.Packets+rep.Lost))

@@ -31,6 +31,8 @@ type Run struct {
 	Errors atomic.Int64
 	// Stalls counts playback stalls (HLS) or freezes (WHEP).
 	Stalls atomic.Int64
+	// Retries counts requests repeated at once after a network error.
+	Retries atomic.Int64
 	// Packets and Lost count RTP packets received and sequence gaps.
 	Packets atomic.Int64
 	Lost    atomic.Int64
@@ -254,6 +256,7 @@ type Report struct {
 	Frames      int64     `json:"frames"`
 	Ops         int64     `json:"ops"`
 	Errors      int64     `json:"errors"`
+	Retries     int64     `json:"retries"`
 	Stalls      int64     `json:"stalls"`
 	Packets     int64     `json:"packets"`
 	Lost        int64     `json:"lost"`
@@ -290,7 +293,7 @@ func (r *Run) Report() *Report {
 		Scenario: r.Scenario, Target: r.Target, Clients: r.Clients,
 		StartedAt: r.start.UTC(), DurationS: dur,
 		Bytes: r.Bytes.Load(), Frames: r.Frames.Load(), Ops: r.Ops.Load(),
-		Errors: r.Errors.Load(), Stalls: r.Stalls.Load(), Packets: r.Packets.Load(), Lost: r.Lost.Load(),
+		Errors: r.Errors.Load(), Retries: r.Retries.Load(), Stalls: r.Stalls.Load(), Packets: r.Packets.Load(), Lost: r.Lost.Load(),
 		Latency: newDist(r.latency), Display: newDist(r.display), EdgeDelay: newDist(r.edge), OpLatency: newDist(r.opLat),
 		Timeline:    append([]Point(nil), r.timeline...),
 		ErrorSample: append([]string(nil), r.errs...),
