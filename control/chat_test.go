@@ -202,3 +202,48 @@ func TestWebSocketProtocolErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestRestartLosesNoEvents stops the control server, lets the engine side
+// append lifecycle events to the Redis stream while it is down, and checks
+// a new control process applies every one of them.
+func TestRestartLosesNoEvents(t *testing.T) {
+	url := testsvc.Redis(t)
+	open := func() engine.Bus {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		rb, err := redisbus.New(ctx, url, redisbus.DefaultOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rb.Close() })
+		return rb
+	}
+	engineBus := open()
+	db := "sqlite://" + filepath.Join(t.TempDir(), "shared.db")
+	first, c := startServer(t, testConfig(t, db), open())
+	alice := c.as(c.register("alice", "streamer").AccessToken)
+	ids := []string{alice.createStream("one").ID, alice.createStream("two").ID, alice.createStream("three").ID}
+	// The first stream goes live while the server runs.
+	_ = engineBus.AppendEvent(bg, engine.Event{Kind: engine.EventPublishStarted, StreamID: ids[0], Time: time.Now()})
+	var st ingest
+	eventually(t, "first live", func() bool {
+		c.must(200, "GET", "/api/v1/streams/"+ids[0], nil, &st)
+		return st.Status == "live"
+	})
+	first.Close()
+
+	// While no control process runs, the engine keeps reporting.
+	now := time.Now()
+	_ = engineBus.AppendEvent(bg, engine.Event{Kind: engine.EventPublishStopped, StreamID: ids[0], Time: now})
+	_ = engineBus.AppendEvent(bg, engine.Event{Kind: engine.EventPublishStarted, StreamID: ids[1], Time: now})
+	_ = engineBus.AppendEvent(bg, engine.Event{Kind: engine.EventPublishStarted, StreamID: ids[2], Time: now})
+
+	_, c2 := startServer(t, testConfig(t, db), open())
+	want := map[string]string{ids[0]: "offline", ids[1]: "live", ids[2]: "live"}
+	for id, status := range want {
+		eventually(t, id+" "+status, func() bool {
+			c2.must(200, "GET", "/api/v1/streams/"+id, nil, &st)
+			return st.Status == status
+		})
+	}
+}

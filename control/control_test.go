@@ -11,6 +11,7 @@ import (
 	"github.com/liveengine/liveengine/control/auth"
 	"github.com/liveengine/liveengine/engine"
 	"github.com/liveengine/liveengine/internal/testsvc"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestStreamLifecycle walks the streamer's path against SQLite and
@@ -368,4 +369,32 @@ func TestProfilesAndFollows(t *testing.T) {
 	if u.Followers != 0 {
 		t.Fatalf("unfollow: %+v", u)
 	}
+}
+
+func TestCollector(t *testing.T) {
+	s, c := startServer(t, testConfig(t, ""), newBus(t))
+	c.dial("")
+	c.must(200, "GET", "/api/v1/health", nil, nil)
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(s.Collector()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "metrics", func() bool {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := 0
+		for _, mf := range mfs {
+			switch mf.GetName() {
+			case "liveengine_control_ws_connections":
+				if mf.Metric[0].GetGauge().GetValue() == 1 {
+					found++
+				}
+			case "liveengine_control_http_requests_total":
+				found++
+			}
+		}
+		return found == 2
+	})
 }

@@ -43,6 +43,7 @@ type Server struct {
 	commentLimit *limiter
 
 	consumerID string
+	requests   [4]atomic.Uint64 // by status class 2xx..5xx
 	started    atomic.Bool
 	viewersMu  sync.Mutex
 	viewers    map[string]int // last viewer count written per stream
@@ -244,6 +245,9 @@ func (s *Server) serveHTTP(ctx *fasthttp.RequestCtx) {
 			s.log.Error("request failed", "method", method, "route", rt.Pattern, "err", err)
 		}
 		WriteError(ctx, err)
+	}
+	if c := ctx.Response.StatusCode()/100 - 2; c >= 0 && c < 4 {
+		s.requests[c].Add(1)
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		s.log.Warn("slow request", "method", method, "route", rt.Pattern, "took", d)
