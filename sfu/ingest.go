@@ -17,8 +17,8 @@ import (
 // Ingest turns the RTP of one H.264 track and one Opus track into an engine
 // stream: WHIP publishers and the host of a live room go through it. The
 // stream goes live at the first keyframe whose SPS and PPS are known;
-// until then RequestKeyframe is called (at most every 500 ms), which sends
-// a PLI to the publisher.
+// until then the keyframe requester (SetKeyframeRequester) is called at
+// most every 500 ms.
 //
 // WriteVideo and WriteAudio may be called from two goroutines (one per
 // track); each keeps the packets it is given.
@@ -27,8 +27,6 @@ type Ingest struct {
 	hasVideo bool
 	hasAudio bool
 	log      *slog.Logger
-	// RequestKeyframe is called while the stream waits for a keyframe.
-	RequestKeyframe func()
 
 	sb    *samplebuilder.SampleBuilder // video reordering; video goroutine only
 	nalus [][]byte                     // scratch; video goroutine only
@@ -40,6 +38,7 @@ type Ingest struct {
 	video      rtpClock
 	audio      rtpClock
 	lastPLI    time.Time
+	pli        func() // sends a PLI to the publisher
 	videoIdx   int
 	audioIdx   int
 	aacIdx     int
@@ -177,10 +176,27 @@ func (in *Ingest) writeAccessUnit(nalus [][]byte, ts uint32, lost bool, now time
 	in.pub.Write(u)
 }
 
+// SetKeyframeRequester sets how to send a PLI to the publisher: the ingest
+// calls it while it waits for a keyframe or after an unrepaired loss.
+func (in *Ingest) SetKeyframeRequester(pli func()) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.pli = pli
+}
+
+// KeyframeRequest asks the publisher for a keyframe, at most every 500 ms;
+// register it with Transport.RegisterKeyframeSource so WHEP viewers' PLIs
+// reach the publisher.
+func (in *Ingest) KeyframeRequest() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.askKeyframeLocked(time.Now())
+}
+
 func (in *Ingest) askKeyframeLocked(now time.Time) {
-	if in.RequestKeyframe != nil && now.Sub(in.lastPLI) > 500*time.Millisecond {
+	if in.pli != nil && now.Sub(in.lastPLI) > 500*time.Millisecond {
 		in.lastPLI = now
-		in.RequestKeyframe()
+		in.pli()
 	}
 }
 

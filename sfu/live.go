@@ -20,6 +20,8 @@ type liveOutput struct {
 	ingest *Ingest
 	video  *roomTrack
 	audio  *roomTrack
+	// unregister removes the ingest from the keyframe sources.
+	unregister func()
 }
 
 // feedLive picks t for the room's engine stream when the slot of its kind
@@ -61,14 +63,15 @@ func (r *Room) feedLive(t *roomTrack) {
 		// The stream goes live at the host's first keyframe; a host that
 		// sends audio only does not make a room stream.
 		lo.ingest = NewIngest(pub, true, true, r.log.With("stream", pub.StreamID()))
+		lo.unregister = r.x.tr.RegisterKeyframeSource(pub.StreamID(), lo.ingest.KeyframeRequest)
 		r.log.Info("room stream started", "stream", pub.StreamID(), "host", t.owner.info.Identity)
 	}
 	if isVideo {
 		tr := t
-		lo.ingest.RequestKeyframe = func() {
+		lo.ingest.SetKeyframeRequester(func() {
 			tr.lastPLI.Store(0)
 			tr.requestKeyframe()
-		}
+		})
 	}
 }
 
@@ -120,6 +123,9 @@ func (r *Room) stopLive(t *roomTrack) {
 	}
 	lo.mu.Lock()
 	defer lo.mu.Unlock()
+	if lo.unregister != nil {
+		lo.unregister()
+	}
 	if lo.ingest != nil {
 		lo.ingest.Close()
 	}

@@ -43,6 +43,37 @@ type Transport struct {
 	iceServers []webrtc.ICEServer
 
 	metrics Metrics
+
+	kfMu      sync.Mutex
+	keyframes map[string]func() // stream id -> PLI to its WebRTC publisher
+}
+
+// RegisterKeyframeSource lets WHEP viewers of a WebRTC-published stream
+// (WHIP, live room) ask its publisher for a keyframe when they lose one.
+// The returned function unregisters.
+func (t *Transport) RegisterKeyframeSource(streamID string, request func()) (unregister func()) {
+	t.kfMu.Lock()
+	defer t.kfMu.Unlock()
+	if t.keyframes == nil {
+		t.keyframes = map[string]func(){}
+	}
+	t.keyframes[streamID] = request
+	return func() {
+		t.kfMu.Lock()
+		defer t.kfMu.Unlock()
+		delete(t.keyframes, streamID)
+	}
+}
+
+// requestKeyframe forwards a viewer's PLI to the stream's publisher, if it
+// is a WebRTC one; others (RTMP) start viewers at the GOP cache instead.
+func (t *Transport) requestKeyframe(streamID string) {
+	t.kfMu.Lock()
+	fn := t.keyframes[streamID]
+	t.kfMu.Unlock()
+	if fn != nil {
+		fn()
+	}
 }
 
 // Metrics returns the counters shared by every WebRTC component.

@@ -223,6 +223,14 @@ func (v *viewer) readRTCP(s *webrtc.RTPSender) {
 		if nacked+plis > 0 {
 			m.Feedback(nacked, plis)
 		}
+		if plis > 0 {
+			v.mu.Lock()
+			cur := v.cur
+			v.mu.Unlock()
+			if cur != nil {
+				v.x.tr.requestKeyframe(cur.key)
+			}
+		}
 	}
 }
 

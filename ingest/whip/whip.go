@@ -203,6 +203,8 @@ type session struct {
 	created time.Time
 	once    sync.Once
 	done    chan struct{}
+	// unregister removes the session from the transport's keyframe sources.
+	unregister func()
 }
 
 func (s *Server) newSession(pub *engine.Publisher, offer webrtc.SessionDescription, hasVideo, hasAudio bool, remote string) (*session, *webrtc.SessionDescription, error) {
@@ -219,7 +221,10 @@ func (s *Server) newSession(pub *engine.Publisher, offer webrtc.SessionDescripti
 		done:    make(chan struct{}),
 	}
 	x.ingest = sfu.NewIngest(pub, hasVideo, hasAudio, x.log)
+	// WHEP viewers that lose a picture ask this publisher for a keyframe.
+	x.unregister = s.tr.RegisterKeyframeSource(pub.StreamID(), x.ingest.KeyframeRequest)
 	fail := func(err error) (*session, *webrtc.SessionDescription, error) {
+		x.unregister()
 		_ = pc.Close()
 		pub.Close()
 		return nil, nil, err
@@ -289,9 +294,9 @@ func (x *session) onTrack(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 	m := x.srv.tr.Metrics()
 	switch mime {
 	case strings.ToLower(webrtc.MimeTypeH264):
-		x.ingest.RequestKeyframe = func() {
+		x.ingest.SetKeyframeRequester(func() {
 			_ = x.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(t.SSRC())}})
-		}
+		})
 		for {
 			pkt, _, err := t.ReadRTP()
 			if err != nil {
@@ -317,6 +322,7 @@ func (x *session) onTrack(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 func (x *session) close(reason string) {
 	x.once.Do(func() {
 		close(x.done)
+		x.unregister()
 		units, keys := x.ingest.Close()
 		_ = x.pc.Close()
 		x.pub.Close()

@@ -22,6 +22,7 @@ import (
 	"github.com/liveengine/liveengine/sfu"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 	"github.com/pion/webrtc/v4/pkg/media/h264reader"
@@ -185,6 +186,7 @@ func do(t *testing.T, method, url, ctype, auth string, body []byte) (*http.Respo
 
 // publisher is a pion WHIP client sending the ffmpeg-made files in real time.
 type publisher struct {
+	plis     atomic.Int64 // PLIs the server sent us
 	pc       *webrtc.PeerConnection
 	location string
 	stop     chan struct{}
@@ -209,10 +211,13 @@ func publish(t *testing.T, base, path, auth string) *publisher {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var senders []*webrtc.RTPSender
 	for _, tr := range []webrtc.TrackLocal{video, audio} {
-		if _, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		tc, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
 			t.Fatal(err)
 		}
+		senders = append(senders, tc.Sender())
 	}
 	resp, body := do(t, http.MethodPost, base+path, "application/sdp", auth, []byte(gatheredOffer(t, pc)))
 	if resp.StatusCode != http.StatusCreated {
@@ -224,6 +229,21 @@ func publish(t *testing.T, base, path, auth string) *publisher {
 	}
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: body}); err != nil {
 		t.Fatal(err)
+	}
+	for _, snd := range senders {
+		go func() {
+			for {
+				pkts, _, err := snd.ReadRTCP()
+				if err != nil {
+					return
+				}
+				for _, pkt := range pkts {
+					if _, ok := pkt.(*rtcp.PictureLossIndication); ok {
+						p.plis.Add(1)
+					}
+				}
+			}
+		}()
 	}
 	p.wg.Add(2)
 	go p.sendVideo(t, h264Path, video)
@@ -411,6 +431,20 @@ func TestWHIPPublishesH264AndOpus(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 60*time.Second, "WHEP video and Opus packets", func() bool { return vPkts.Load() >= 100 && aPkts.Load() >= 50 })
+
+	// A viewer's PLI reaches the WHIP publisher.
+	before := pub.plis.Load()
+	var vssrc uint32
+	for _, r := range viewer.GetReceivers() {
+		if r.Track() != nil && r.Track().Kind() == webrtc.RTPCodecTypeVideo {
+			vssrc = uint32(r.Track().SSRC())
+		}
+	}
+	waitFor(t, 20*time.Second, "the viewer's PLI at the publisher", func() bool {
+		_ = viewer.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: vssrc}})
+		time.Sleep(100 * time.Millisecond) // pace the PLIs while polling
+		return pub.plis.Load() > before
+	})
 
 	// DELETE ends the publish and the stream.
 	resp, body = do(t, http.MethodDelete, srv.base+pub.location, "", "", nil)
