@@ -162,6 +162,15 @@ func TestWHEPPlaysEngineStream(t *testing.T) {
 		t.Errorf("metrics: peers %d packets %d", snap.PeersWHEP, snap.PacketsOut)
 	}
 
+	// Trickle ICE on the session: a candidate and the end of candidates.
+	frag := "a=ice-ufrag:x\r\na=ice-pwd:y\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\na=end-of-candidates\r\n"
+	if st, body := httpDo(t, http.MethodPatch, base+c.location, "application/trickle-ice-sdpfrag", []byte(frag)); st != http.StatusNoContent {
+		t.Fatalf("PATCH: %d %s", st, body)
+	}
+	if st, body := httpDo(t, http.MethodPatch, base+c.location, "application/trickle-ice-sdpfrag", []byte("not a fragment")); st != http.StatusBadRequest {
+		t.Fatalf("PATCH garbage: %d %s", st, body)
+	}
+
 	// DELETE ends the session.
 	if st, body := httpDo(t, http.MethodDelete, base+c.location, "", nil); st != http.StatusOK {
 		t.Fatalf("DELETE: %d %s", st, body)
