@@ -140,19 +140,7 @@ func (b *LocalBus) ConsumeEvents(ctx context.Context, group, consumer string, fn
 			}
 			continue
 		}
-		err := fn(ev)
-		b.mu.Lock()
-		delete(g.pending, idx)
-		if err != nil {
-			g.retry = append([]int{idx}, g.retry...)
-			// Wake the group's idle consumers: if this one is stopping, another
-			// must pick the event up without waiting for a new append.
-			if !b.closed {
-				close(b.wake)
-				b.wake = make(chan struct{})
-			}
-		}
-		b.mu.Unlock()
+		err := b.handle(g, idx, ev, fn)
 		if err != nil {
 			// Back off so a failing handler does not spin.
 			select {
@@ -165,6 +153,30 @@ func (b *LocalBus) ConsumeEvents(ctx context.Context, group, consumer string, fn
 			return ctx.Err()
 		}
 	}
+}
+
+// handle runs fn on the event at idx. An event whose handler failed, or
+// panicked (a supervisor may recover and restart the consumer), goes back to
+// the group so it is delivered again.
+func (b *LocalBus) handle(g *localGroup, idx int, ev Event, fn func(Event) error) (err error) {
+	returned := false
+	defer func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		delete(g.pending, idx)
+		if err != nil || !returned {
+			g.retry = append([]int{idx}, g.retry...)
+			// Wake the group's idle consumers: if this one is stopping, another
+			// must pick the event up without waiting for a new append.
+			if !b.closed {
+				close(b.wake)
+				b.wake = make(chan struct{})
+			}
+		}
+	}()
+	err = fn(ev)
+	returned = true
+	return err
 }
 
 // Publish implements Bus. A subscriber whose buffer is full misses the

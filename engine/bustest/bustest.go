@@ -46,6 +46,7 @@ func Run(t *testing.T, newBus NewBus) {
 		{"RestartNewConsumerMissesNothing", func(t *testing.T, b engine.Bus) { testRestart(t, b, "b") }},
 		{"RestartSameConsumerMissesNothing", func(t *testing.T, b engine.Bus) { testRestart(t, b, "a") }},
 		{"IdleConsumerTakesOverStoppedOnesEvents", testTakeOver},
+		{"PanickingHandlerLosesNothing", testPanic},
 		{"PubSubFanOut", testPubSub},
 		{"SubscriptionCloseEndsDelivery", testSubscriptionClose},
 		{"Heartbeats", testHeartbeats},
@@ -468,6 +469,38 @@ func testTakeOver(t *testing.T, b engine.Bus) {
 	wantSeq(t, "taken over", got, 2, 4)
 	firstSeqs, _ := first.snapshot()
 	wantSeq(t, "handled by a", firstSeqs, 0, 2)
+}
+
+// testPanic: a handler panics, a supervisor recovers and starts the
+// consumer again; the event it panicked on is delivered again, and none it
+// had handled is.
+func testPanic(t *testing.T, b engine.Bus) {
+	appendN(t, b, "s1", 0, 5)
+	c := newCollector()
+	panicked := false
+	fn := func(ev engine.Event) error {
+		s := seqOf(t, ev)
+		if s == 2 && !panicked {
+			panicked = true
+			panic("handler bug")
+		}
+		c.add("a", s, ev.ID)
+		return nil
+	}
+	// The first run panics; the supervisor recovers it.
+	func() {
+		defer func() {
+			if r := recover(); r != "handler bug" {
+				t.Errorf("recovered %v, want the handler's panic", r)
+			}
+		}()
+		b.ConsumeEvents(ctxFor(t), "control", "a", fn)
+	}()
+	stop := consume(t, b, "control", "a", fn)
+	waitFor(t, "every event handled", func() bool { return c.len() >= 5 })
+	stop()
+	got, _ := c.snapshot()
+	wantSeq(t, "handled across the panic", got, 0, 5)
 }
 
 func recv(t *testing.T, s engine.Subscription) engine.Message {

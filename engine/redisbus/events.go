@@ -286,6 +286,8 @@ func (c *eventConsumer) handle(ctx context.Context, msgs []redis.XMessage, readA
 	b.ackers[ack] = struct{}{}
 	b.mu.Unlock()
 	defer func() {
+		// Also on a handler's panic: what was handled is acknowledged.
+		ack.flush()
 		b.mu.Lock()
 		delete(b.ackers, ack)
 		b.mu.Unlock()
