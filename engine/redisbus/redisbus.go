@@ -151,7 +151,7 @@ func New(ctx context.Context, url string, opts Options) (*Bus, error) {
 	}
 	ropt, err := redis.ParseURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("bus.redis.url: %w", err)
+		return nil, fmt.Errorf("redisbus: url: %w", err)
 	}
 	client := redis.NewClient(ropt)
 	if err := client.Ping(ctx).Err(); err != nil {
