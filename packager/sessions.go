@@ -26,6 +26,9 @@ type session struct {
 	last   time.Time
 }
 
+// maxSessions bounds the viewers tracked at once across all streams.
+const maxSessions = 1 << 20
+
 func newSessions(timeout time.Duration) *sessions {
 	return &sessions{timeout: timeout, seed: maphash.MakeSeed(), byID: map[uint64]*session{}}
 }
@@ -62,6 +65,9 @@ func (ss *sessions) seen(group string, ip, ua []byte, now time.Time, source func
 	if s, ok := ss.byID[k]; ok { // a concurrent request won
 		s.last = now
 		return
+	}
+	if len(ss.byID) >= maxSessions {
+		return // a flood of made-up User-Agents must not grow memory without bound
 	}
 	ss.byID[k] = &session{stream: st, group: group, last: now}
 	st.AddViewers(1)
