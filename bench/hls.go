@@ -417,7 +417,7 @@ func (h *HLSPlayer) reload(ctx context.Context, next *partRef) (*playlist.Media,
 	}
 	pl, err := playlist.Unmarshal(body)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrHLS, &u, err)
+		return nil, fmt.Errorf("%w: %s: %d-byte playlist: %w", ErrHLS, &u, len(body), err)
 	}
 	m, ok := pl.(*playlist.Media)
 	if !ok {
