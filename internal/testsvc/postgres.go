@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -171,6 +173,7 @@ func startCluster() (*pgCluster, error) {
 		// /tmp, not $TMPDIR: the postgres user must be able to reach it.
 		parent = "/tmp"
 	}
+	removeStaleClusters(parent)
 	root, err := os.MkdirTemp(parent, "testsvc-pg-")
 	if err != nil {
 		return nil, fmt.Errorf("testsvc: postgres dir: %w", err)
@@ -190,7 +193,7 @@ func startCluster() (*pgCluster, error) {
 		"-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-locale", "--no-sync")
 	initdb.Dir = root
 	initdb.Env = env
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
 	if out, err := initdb.CombinedOutput(); err != nil {
 		_ = os.RemoveAll(root)
 		return nil, fmt.Errorf("testsvc: initdb: %w: %s", err, tail(out))
@@ -257,5 +260,31 @@ func waitPostgres(c *pgCluster) error {
 			return fmt.Errorf("postgres on port %d did not accept connections within %s: %w: %s", c.port, startTimeout, err, tail([]byte(c.proc.log.String())))
 		}
 		time.Sleep(50 * time.Millisecond) // poll interval
+	}
+}
+
+// removeStaleClusters deletes cluster directories left by test binaries that
+// were killed (their servers died with them, by Pdeathsig, but the files
+// stay): directories whose postmaster is not running and that nobody has
+// touched for ten minutes (so an initdb in progress is left alone).
+func removeStaleClusters(parent string) {
+	if parent == "" {
+		parent = os.TempDir()
+	}
+	dirs, _ := filepath.Glob(filepath.Join(parent, "testsvc-pg-*"))
+	for _, dir := range dirs {
+		st, err := os.Stat(dir)
+		if err != nil || !st.IsDir() || time.Since(st.ModTime()) < 10*time.Minute {
+			continue
+		}
+		if pidFile, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid")); err == nil {
+			line, _, _ := strings.Cut(string(pidFile), "\n")
+			if pid, err := strconv.Atoi(strings.TrimSpace(line)); err == nil && pid > 0 {
+				if err := syscall.Kill(pid, 0); err == nil || errors.Is(err, syscall.EPERM) {
+					continue // still running
+				}
+			}
+		}
+		_ = os.RemoveAll(dir)
 	}
 }
