@@ -40,6 +40,9 @@ func BenchmarkLadder(b *testing.B) {
 		}
 	}
 	ladder := BuiltinPresets()[PresetDefault]
+	if n, err := strconv.Atoi(os.Getenv("LIVEENGINE_BENCH_THREADS")); err == nil && n >= 0 {
+		ladder.Threads = n // x264 threads per rung, ours only
+	}
 
 	var oursWall, oursCPU, cliWall, cliCPU time.Duration
 	for i := 0; i < b.N; i++ {

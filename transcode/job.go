@@ -20,6 +20,8 @@ const (
 	// maxLag is how far behind the source's clock decoding may fall before
 	// the job counts as overloaded.
 	maxLag = time.Second
+	// maxEarlyAudio bounds the audio held before the first picture decodes.
+	maxEarlyAudio = 256
 )
 
 // timing is what a frame keeps of its source unit across libav.
@@ -76,6 +78,7 @@ type job struct {
 	lastTS int64
 
 	setup    bool // rungs built from the first decoded frame
+	early    []*engine.Unit
 	idle     bool // no rung fits the source: stop decoding
 	rungs    []*rung
 	sinceKey int
@@ -295,9 +298,16 @@ func (j *job) onFrame(f *astiav.Frame) {
 	if !j.setup {
 		j.setup = true
 		j.setupRungs(f)
+		early := j.early
+		j.early = nil
 		if len(j.rungs) == 0 {
 			j.idle = true
 			return
+		}
+		for _, u := range early {
+			if u.PTS >= tm.pts-j.frameDur {
+				j.audio(u)
+			}
 		}
 	}
 	if len(j.rungs) == 0 {
@@ -466,6 +476,15 @@ func (j *job) setupRungs(f *astiav.Frame) {
 
 // audio shares one audio unit with every rendition.
 func (j *job) audio(u *engine.Unit) {
+	if !j.setup {
+		// The renditions start with the first decoded picture, a few
+		// frames (decoder threads) after its packet went in; audio of
+		// that stretch waits here so renditions start with both.
+		if len(j.early) < maxEarlyAudio {
+			j.early = append(j.early, u)
+		}
+		return
+	}
 	if len(j.rungs) == 0 {
 		return
 	}

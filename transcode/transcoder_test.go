@@ -259,6 +259,12 @@ func TestLadder1080p(t *testing.T) {
 		if audio.CodecName != "aac" {
 			t.Fatalf("%s: audio codec %s", tc.name, audio.CodecName)
 		}
+		vs, _ := strconv.ParseFloat(video.StartTime, 64)
+		as, _ := strconv.ParseFloat(audio.StartTime, 64)
+		t.Logf("%s: video starts at %.3f s, audio at %.3f s", tc.name, vs, as)
+		if d := as - vs; d > 0.1 || d < -0.1 {
+			t.Fatalf("%s: audio starts %.0f ms after video", tc.name, d*1000)
+		}
 		rate := float64(vbytes*8) / dur
 		t.Logf("%s: %dx%d %s, %.0f kbit/s over %.2f s, keyframes at %v", tc.name, video.Width, video.Height, video.Profile, rate/1000, dur, keys)
 		if dur < 4 {
