@@ -13,6 +13,9 @@ need_bin gcc gcc
 need_bin ffmpeg ffmpeg
 need_bin ffprobe ffmpeg
 need_bin redis-server redis-server
+need_bin nginx nginx-light
+need_bin wrk wrk
+need_bin jq jq
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql)
 if command -v pkg-config >/dev/null 2>&1; then
   need_pc libavcodec libavcodec-dev

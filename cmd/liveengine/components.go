@@ -2,11 +2,18 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/liveengine/liveengine/bench"
 	"github.com/liveengine/liveengine/control"
+	"github.com/liveengine/liveengine/control/ledger"
+	"github.com/liveengine/liveengine/control/money"
+	"github.com/liveengine/liveengine/control/sqldb"
 	"github.com/liveengine/liveengine/engine"
 	"github.com/liveengine/liveengine/engine/redisbus"
 	"github.com/liveengine/liveengine/ingest/rtmp"
@@ -31,6 +38,8 @@ type Config struct {
 	WebRTC    sfu.Config       `yaml:"webrtc"`
 	WHIP      whip.Config      `yaml:"whip"`
 	Control   control.Config   `yaml:"control"`
+	Ledger    ledger.Config    `yaml:"ledger"`
+	Wallet    ledger.APIConfig `yaml:"wallet"`
 }
 
 // BusConfig selects the coordination bus.
@@ -47,6 +56,8 @@ func (c *Config) componentDefaults() {
 	c.WebRTC = sfu.DefaultConfig()
 	c.WHIP = whip.DefaultConfig()
 	c.Control = control.DefaultConfig()
+	m := money.DefaultConfig()
+	c.Ledger, c.Wallet = m.Ledger, m.Wallet
 	c.Bus.Redis = redisbus.DefaultOptions()
 }
 
@@ -54,7 +65,7 @@ func (c *Config) validate() error {
 	if err := c.validateBase(); err != nil {
 		return err
 	}
-	for _, v := range []interface{ Validate() error }{c.RTMP, c.HLS, c.Transcode, c.WebRTC, c.WHIP, c.Control} {
+	for _, v := range []interface{ Validate() error }{c.RTMP, c.HLS, c.Transcode, c.WebRTC, c.WHIP, c.Control, c.Ledger, c.Wallet} {
 		if err := v.Validate(); err != nil {
 			return err
 		}
@@ -111,9 +122,55 @@ func (n *node) buildControlComponents() error {
 	if err != nil {
 		return err
 	}
+	lb, err := n.leaderboard(ctl)
+	if err != nil {
+		ctl.Close()
+		return err
+	}
+	m, err := money.Mount(ctl, money.Config{Ledger: n.conf.Ledger, Wallet: n.conf.Wallet}, lb)
+	if err != nil {
+		ctl.Close()
+		return err
+	}
+	// Components close in reverse order: the API stops before the ledger
+	// drains, so every accepted money request gets its answer.
+	n.add("ledger", closer{m.Close})
 	n.add("control", ctl)
 	return nil
 }
+
+// leaderboard picks the leaderboard store: Redis sorted sets when the bus
+// is Redis (shared by every control process), else in-process. Either way
+// it is rebuilt from the ledger, the source of truth, at start.
+func (n *node) leaderboard(ctl *control.Server) (ledger.Leaderboard, error) {
+	var lb ledger.Leaderboard
+	if n.conf.Bus.URL != "" {
+		opt, err := redis.ParseURL(n.conf.Bus.URL)
+		if err != nil {
+			return nil, fmt.Errorf("bus.url: %w", err)
+		}
+		rdb := redis.NewClient(opt)
+		n.closers = append(n.closers, func() { rdb.Close() })
+		lb = ledger.NewRedisLeaderboard(rdb, n.conf.Bus.Redis.Prefix+":lb")
+	} else {
+		lb = ledger.NewMemoryLeaderboard()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := ledger.Migrate(ctx, ctl.DB()); err != nil {
+		return nil, err
+	}
+	if err := ledger.Rebuild(ctx, ctl.DB(), lb); err != nil {
+		return nil, fmt.Errorf("leaderboard rebuild: %w", err)
+	}
+	return lb, nil
+}
+
+// closer adapts a close function to a component.
+type closer struct{ close func() }
+
+func (c closer) Start() error { return nil }
+func (c closer) Close()       { c.close() }
 
 func openRedisBus(ctx context.Context, url string, opts redisbus.Options, log *slog.Logger) (engine.Bus, error) {
 	opts.Logger = log
@@ -126,8 +183,66 @@ func openRedisBus(ctx context.Context, url string, opts redisbus.Options, log *s
 
 func runBench(args []string) error { return bench.Main(args) }
 
-func runInvariants(args []string) error { return fmt.Errorf("invariants: not wired yet") }
+// runInvariants checks the ledger: balances sum to zero, none is negative
+// where it may not be, every transfer's legs balance. Exit status 1 when a
+// check fails, so it fits in cron and CI.
+func runInvariants(args []string) error {
+	fs, path := configFlag("invariants", args)
+	fs.Parse(args)
+	conf, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	db, err := sqldb.Open(conf.Control.Database.URL)
+	if err != nil {
+		return fmt.Errorf("control.database.url: %w", err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := ledger.Migrate(ctx, db); err != nil {
+		return err
+	}
+	rep, err := ledger.CheckInvariants(ctx, db)
+	if err != nil {
+		return err
+	}
+	out, _ := json.MarshalIndent(rep, "", "  ")
+	fmt.Println(string(out))
+	if !rep.OK {
+		return fmt.Errorf("invariants violated")
+	}
+	return nil
+}
 
+// runLeaderboardRebuild recomputes the Redis leaderboards from the ledger.
+// In-process leaderboards need no command: they are rebuilt at each start.
 func runLeaderboardRebuild(args []string) error {
-	return fmt.Errorf("leaderboard-rebuild: not wired yet")
+	fs, path := configFlag("leaderboard-rebuild", args)
+	fs.Parse(args)
+	conf, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	if conf.Bus.URL == "" {
+		return fmt.Errorf("bus.url: leaderboards live in Redis only when bus.url is set; in-process leaderboards are rebuilt from the ledger at every start")
+	}
+	opt, err := redis.ParseURL(conf.Bus.URL)
+	if err != nil {
+		return fmt.Errorf("bus.url: %w", err)
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	db, err := sqldb.Open(conf.Control.Database.URL)
+	if err != nil {
+		return fmt.Errorf("control.database.url: %w", err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := ledger.Rebuild(ctx, db, ledger.NewRedisLeaderboard(rdb, conf.Bus.Redis.Prefix+":lb")); err != nil {
+		return err
+	}
+	fmt.Println("leaderboards rebuilt from the ledger")
+	return nil
 }

@@ -108,8 +108,15 @@ func applyEnv(v reflect.Value, prefix, path string, lookup func(string) (string,
 		if !f.IsExported() {
 			continue
 		}
-		tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		tagParts := strings.Split(f.Tag.Get("yaml"), ",")
+		tag := tagParts[0]
 		if tag == "-" {
+			continue
+		}
+		if f.Type.Kind() == reflect.Struct && len(tagParts) > 1 && tagParts[1] == "inline" {
+			if err := applyEnv(v.Field(i), prefix, path, lookup); err != nil {
+				return err
+			}
 			continue
 		}
 		if tag == "" {

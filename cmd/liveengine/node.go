@@ -49,6 +49,8 @@ type node struct {
 	httpLn     net.Listener
 	httpDone   chan struct{}
 	closeOnce  sync.Once
+	// closers release shared clients after every component closed.
+	closers []func()
 }
 
 type namedComponent struct {
@@ -179,6 +181,9 @@ func (n *node) close() {
 			}
 			cancel()
 			<-n.httpDone
+		}
+		for _, c := range n.closers {
+			c()
 		}
 		if n.bus != nil {
 			n.bus.Close()
