@@ -80,7 +80,8 @@ func (c *conn) handle(m clientMessage) {
 	case "ping":
 		c.reply(Envelope{Type: "pong", Ref: m.Ref})
 	case "auth":
-		id, err := h.backend.Authenticate(m.Token)
+		var id Identity
+		err := shallow(func() (err error) { id, err = h.backend.Authenticate(m.Token); return err })
 		if err != nil {
 			c.fail(m.Ref, errCode(err, codeUnauthorized), err.Error())
 			return
@@ -114,7 +115,7 @@ func (c *conn) handle(m clientMessage) {
 			c.fail(m.Ref, codeTooManyRooms, "too many rooms on one connection")
 			return
 		}
-		if err := h.backend.Join(ctx, c.identity(), m.Room); err != nil {
+		if err := shallow(func() error { return h.backend.Join(ctx, c.identity(), m.Room) }); err != nil {
 			c.fail(m.Ref, errCode(err, "forbidden"), err.Error())
 			return
 		}
@@ -138,11 +139,12 @@ func (c *conn) handle(m clientMessage) {
 			return
 		}
 		var err error
-		if m.Type == "comment" {
-			err = h.backend.Comment(ctx, id, m.Room, m.Body)
-		} else {
-			err = h.backend.React(ctx, id, m.Room, m.Emoji)
-		}
+		err = shallow(func() error {
+			if m.Type == "comment" {
+				return h.backend.Comment(ctx, id, m.Room, m.Body)
+			}
+			return h.backend.React(ctx, id, m.Room, m.Emoji)
+		})
 		if err != nil {
 			c.fail(m.Ref, errCode(err, "internal"), err.Error())
 			return
@@ -151,6 +153,16 @@ func (c *conn) handle(m clientMessage) {
 	default:
 		c.fail(m.Ref, codeBadMessage, "unknown message type "+quote(m.Type))
 	}
+}
+
+// shallow runs fn on a short-lived goroutine. Backend calls go deep (SQL
+// drivers); run on the connection's own goroutine they would grow its stack
+// for the connection's whole life, and idle connections are the ones that
+// must stay small.
+func shallow(fn func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	return <-done
 }
 
 func quote(s string) string {

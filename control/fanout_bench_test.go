@@ -1,0 +1,268 @@
+package control
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/liveengine/liveengine/engine"
+)
+
+const fanoutServerEnv = "LIVEENGINE_FANOUT_SERVER"
+
+// serveForBenchmark runs a control server until stdin closes.
+func serveForBenchmark() int {
+	dir, _ := os.MkdirTemp("", "fanout")
+	defer os.RemoveAll(dir)
+	conf := DefaultConfig()
+	conf.Addr = "127.0.0.1:0"
+	conf.JWTSecret = strings.Repeat("b", 32)
+	conf.PasswordCost = 4
+	conf.Database.URL = "sqlite://" + filepath.Join(dir, "c.db")
+	conf.Limits.CommentsPerSecond = 1000
+	conf.Limits.CommentBurst = 1000
+	bus := engine.NewLocalBus()
+	s, err := New(conf, bus, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := s.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Printf("ADDR %s\n", s.Addr())
+	// Each "gc" line from the parent collects garbage and returns it to the
+	// OS, so RSS shows what the connections hold, not GC slack.
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		if in.Text() == "gc" {
+			debug.FreeOSMemory()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			fmt.Printf("MEM %d %d %d\n", ms.HeapInuse, ms.StackInuse, runtime.NumGoroutine())
+		}
+	}
+	s.Close()
+	bus.Close()
+	return 0
+}
+
+// BenchmarkChatFanout measures chat fan-out as the issue asks: N WebSocket
+// clients in one room, comments POSTed through the API at 10/s for 20 s
+// (LIVEENGINE_FANOUT_CLIENTS="1000,5000", LIVEENGINE_FANOUT_SECONDS=20),
+// reporting delivery latency (POST start → receipt) p50/p99, loss, server
+// RSS per connection and server CPU per delivery. The server runs in a child
+// process so its memory is its own. Run with -benchtime=1x.
+func BenchmarkChatFanout(b *testing.B) {
+	counts := []int{1000, 5000}
+	if v := os.Getenv("LIVEENGINE_FANOUT_CLIENTS"); v != "" {
+		counts = nil
+		for _, f := range strings.Split(v, ",") {
+			n, _ := strconv.Atoi(f)
+			counts = append(counts, n)
+		}
+	}
+	secs := 20
+	if v := os.Getenv("LIVEENGINE_FANOUT_SECONDS"); v != "" {
+		secs, _ = strconv.Atoi(v)
+	}
+	for _, n := range counts {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				runFanout(b, n, 10, time.Duration(secs)*time.Second)
+			}
+		})
+	}
+}
+
+func procStatus(pid int, field string) int64 {
+	raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(line, field+":") {
+			f := strings.Fields(line)
+			v, _ := strconv.ParseInt(f[1], 10, 64)
+			return v
+		}
+	}
+	return 0
+}
+
+// procCPU is the process's user+system CPU time in clock ticks.
+func procCPU(pid int) int64 {
+	raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	s := string(raw)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	sy, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + sy
+}
+
+func runFanout(b *testing.B, clients, perSecond int, dur time.Duration) {
+	b.StopTimer()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), fanoutServerEnv+"=1")
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { stdin.Close(); _ = cmd.Wait() })
+	out := bufio.NewReader(stdout)
+	line, err := out.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "ADDR ") {
+		b.Fatalf("server did not start: %q %v", line, err)
+	}
+	addr := strings.TrimSpace(strings.TrimPrefix(line, "ADDR "))
+	pid := cmd.Process.Pid
+	c := &client{t: b, base: "http://" + addr, ws: "ws://" + addr + "/api/v1/ws"}
+	alice := c.as(c.register("alice", "streamer").AccessToken)
+	in := alice.createStream("fanout")
+	type mem struct{ heap, stack, goroutines int64 }
+	collect := func() mem {
+		_, _ = io.WriteString(stdin, "gc\n")
+		l, err := out.ReadString('\n')
+		if err != nil {
+			b.Fatal(err)
+		}
+		var m mem
+		fmt.Sscanf(l, "MEM %d %d %d", &m.heap, &m.stack, &m.goroutines)
+		return m
+	}
+	memBefore := collect()
+	rssBefore := procStatus(pid, "VmRSS")
+
+	total := int(dur.Seconds()) * perSecond
+	var received atomic.Int64
+	lat := make([][]int64, clients)
+	conns := make([]*websocket.Conn, clients)
+	dialer := websocket.Dialer{ReadBufferSize: 1024, WriteBufferSize: 512, HandshakeTimeout: 60 * time.Second}
+	var wg sync.WaitGroup
+	var dialErr atomic.Value
+	next := atomic.Int64{}
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= clients {
+					return
+				}
+				conn, _, err := dialer.Dial(c.ws, nil)
+				if err != nil {
+					dialErr.Store(err)
+					return
+				}
+				_ = conn.WriteJSON(map[string]string{"type": "subscribe", "room": in.ID, "ref": "s"})
+				for {
+					_, msg, err := conn.ReadMessage()
+					if err != nil {
+						dialErr.Store(err)
+						return
+					}
+					if bytes.Contains(msg, []byte(`"ref":"s"`)) {
+						break
+					}
+				}
+				conns[i] = conn
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := dialErr.Load().(error); err != nil {
+		b.Fatalf("dial: %v", err)
+	}
+	memAfter := collect()
+	rssAfter := procStatus(pid, "VmRSS")
+	marker := []byte(`"body":"t=`)
+	var readers sync.WaitGroup
+	for i, conn := range conns {
+		lat[i] = make([]int64, 0, total)
+		readers.Add(1)
+		go func(i int, conn *websocket.Conn) {
+			defer readers.Done()
+			for {
+				_, msg, err := conn.ReadMessage()
+				if err != nil {
+					return
+				}
+				now := time.Now().UnixNano()
+				j := bytes.Index(msg, marker)
+				if j < 0 {
+					continue
+				}
+				rest := msg[j+len(marker):]
+				k := bytes.IndexByte(rest, '"')
+				sent, err := strconv.ParseInt(string(rest[:k]), 10, 64)
+				if err != nil {
+					continue
+				}
+				lat[i] = append(lat[i], now-sent)
+				if received.Add(1) == int64(total*clients) {
+					return
+				}
+			}
+		}(i, conn)
+	}
+	cpuBefore := procCPU(pid)
+	b.StartTimer()
+	tick := time.NewTicker(time.Second / time.Duration(perSecond))
+	for sent := 0; sent < total; sent++ {
+		<-tick.C
+		alice.must(201, "POST", "/api/v1/streams/"+in.ID+"/comments", map[string]string{"body": "t=" + strconv.FormatInt(time.Now().UnixNano(), 10)}, nil)
+	}
+	tick.Stop()
+	// Wait for stragglers, bounded.
+	deadline := time.Now().Add(30 * time.Second)
+	for received.Load() < int64(total*clients) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.StopTimer()
+	cpuTicks := procCPU(pid) - cpuBefore
+	for _, conn := range conns {
+		conn.Close()
+	}
+	readers.Wait()
+	var all []int64
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	slices.Sort(all)
+	pct := func(p float64) float64 {
+		if len(all) == 0 {
+			return 0
+		}
+		return float64(all[int(p*float64(len(all)-1))]) / 1e6
+	}
+	expected := total * clients
+	loss := float64(expected-len(all)) / float64(expected)
+	perConnKB := float64(rssAfter-rssBefore) / float64(clients)
+	cpuSec := float64(cpuTicks) / 100 // USER_HZ
+	b.ReportMetric(pct(0.50), "p50_ms")
+	b.ReportMetric(pct(0.99), "p99_ms")
+	b.ReportMetric(pct(1.0), "max_ms")
+	b.ReportMetric(loss*100, "loss_%")
+	b.ReportMetric(perConnKB, "server_rss_KB/conn")
+	b.ReportMetric(float64(len(all))/cpuSec, "deliveries/server_cpu_s")
+	b.Logf("clients=%d messages=%d delivered=%d/%d p50=%.1fms p99=%.1fms max=%.1fms loss=%.3f%% server RSS %d→%d KB (%.1f KB/conn; heap %.1f KB/conn, stack %.1f KB/conn, %.2f goroutines/conn) server CPU %.1fs",
+		clients, total, len(all), expected, pct(0.5), pct(0.99), pct(1), loss*100, rssBefore, rssAfter, perConnKB,
+		float64(memAfter.heap-memBefore.heap)/1024/float64(clients), float64(memAfter.stack-memBefore.stack)/1024/float64(clients),
+		float64(memAfter.goroutines-memBefore.goroutines)/float64(clients), cpuSec)
+}
