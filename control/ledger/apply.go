@@ -26,6 +26,7 @@ type storedTransfer struct {
 // An error means nothing was committed.
 func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []outcome, err error) {
 	d := l.db.Dialect
+	pg := d == sqldb.Postgres
 	begin := "BEGIN"
 	if d == sqldb.SQLite {
 		// Take the write lock now: balances read below cannot change
@@ -52,9 +53,17 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 		}
 	}
 	existing := make(map[string]storedTransfer)
-	for _, part := range chunks(keys, chunkRows) {
-		part = pad(part, 1)
-		q := "SELECT idem_key, id, fingerprint, kind, resp_status, resp_body, created_at FROM ledger_transfers WHERE idem_key IN (" + placeholders(len(part)) + ")"
+	keyParts := chunks(keys, chunkRows)
+	if pg {
+		// One statement whatever the batch size: arrays, not IN lists.
+		keyParts = [][]any{{columns(keys, 1)[0]}}
+	}
+	for _, part := range keyParts {
+		q := "SELECT idem_key, id, fingerprint, kind, resp_status, resp_body, created_at FROM ledger_transfers WHERE idem_key = ANY(?)"
+		if !pg {
+			part = pad(part, 1)
+			q = "SELECT idem_key, id, fingerprint, kind, resp_status, resp_body, created_at FROM ledger_transfers WHERE idem_key IN (" + placeholders(len(part)) + ")"
+		}
 		rows, err := l.query(ctx, c, q, part...)
 		if err != nil {
 			return nil, fmt.Errorf("lookup keys: %w", err)
@@ -102,6 +111,13 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 			missing = append(missing, a, allow, nowMicro)
 		}
 	}
+	if pg && len(missing) > 0 {
+		q := "INSERT INTO ledger_accounts (id, balance, allow_negative, created_at) SELECT u.id, 0, u.an, u.ca FROM unnest(?::text[], ?::int[], ?::bigint[]) AS u(id, an, ca) ON CONFLICT (id) DO NOTHING"
+		if _, err := l.exec(ctx, c, q, columns(missing, 3)...); err != nil {
+			return nil, fmt.Errorf("create accounts: %w", err)
+		}
+		missing = nil
+	}
 	for _, part := range chunks(missing, chunkRows*3) {
 		q := "INSERT INTO ledger_accounts (id, balance, allow_negative, created_at) VALUES " + tuples(len(part)/3, "?, 0, ?, ?") + " ON CONFLICT (id) DO NOTHING"
 		if _, err := c.ExecContext(ctx, sqldb.Rebind(d, q), part...); err != nil {
@@ -110,12 +126,17 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 	}
 	bal := make(map[AccountID]int64, len(accts))
 	sort.Slice(accts, func(i, k int) bool { return accts[i].(string) < accts[k].(string) })
-	for _, part := range chunks(accts, chunkRows) {
-		part = pad(part, 1)
-		q := "SELECT id, balance FROM ledger_accounts WHERE id IN (" + placeholders(len(part)) + ")"
-		if d == sqldb.Postgres {
-			// Sorted ids and ORDER BY keep lock order fixed across nodes.
-			q += " ORDER BY id FOR UPDATE"
+	acctParts := chunks(accts, chunkRows)
+	if pg && len(accts) > 0 {
+		acctParts = [][]any{{columns(accts, 1)[0]}}
+	}
+	for _, part := range acctParts {
+		// Sorted ids and ORDER BY keep the PostgreSQL lock order fixed
+		// across nodes.
+		q := "SELECT id, balance FROM ledger_accounts WHERE id = ANY(?) ORDER BY id FOR UPDATE"
+		if !pg {
+			part = pad(part, 1)
+			q = "SELECT id, balance FROM ledger_accounts WHERE id IN (" + placeholders(len(part)) + ")"
 		}
 		rows, err := l.query(ctx, c, q, part...)
 		if err != nil {
@@ -211,6 +232,19 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 	}
 
 	// 4. Write everything, commit once.
+	if pg {
+		if len(trRows) > 0 {
+			q := "INSERT INTO ledger_transfers (id, idem_key, kind, actor, stream_id, amount, meta, fingerprint, resp_status, resp_body, created_at) SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::int[], ?::text[], ?::bigint[])"
+			if _, err := l.exec(ctx, c, q, columns(trRows, 11)...); err != nil {
+				return nil, fmt.Errorf("insert transfers: %w", err)
+			}
+			q = "INSERT INTO ledger_entries (transfer_id, seq, debit, credit, amount, kind, actor, stream_id, created_at) SELECT * FROM unnest(?::text[], ?::int[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::bigint[])"
+			if _, err := l.exec(ctx, c, q, columns(enRows, 9)...); err != nil {
+				return nil, fmt.Errorf("insert entries: %w", err)
+			}
+		}
+		trRows, enRows = nil, nil
+	}
 	for _, part := range rowChunks(trRows, 11) {
 		q := "INSERT INTO ledger_transfers (id, idem_key, kind, actor, stream_id, amount, meta, fingerprint, resp_status, resp_body, created_at) VALUES " + tuples(len(part)/11, "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?")
 		if _, err := l.exec(ctx, c, q, part...); err != nil {
@@ -222,6 +256,19 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 		if _, err := l.exec(ctx, c, q, part...); err != nil {
 			return nil, fmt.Errorf("insert entries: %w", err)
 		}
+	}
+	if pg && len(changed) > 0 {
+		ids := make([]string, 0, len(changed))
+		vals := make([]int64, 0, len(changed))
+		for a := range changed {
+			ids = append(ids, string(a))
+			vals = append(vals, bal[a])
+		}
+		q := "UPDATE ledger_accounts AS a SET balance = u.b FROM unnest(?::text[], ?::bigint[]) AS u(id, b) WHERE a.id = u.id"
+		if _, err := l.exec(ctx, c, q, ids, vals); err != nil {
+			return nil, fmt.Errorf("update balances: %w", err)
+		}
+		clear(changed)
 	}
 	if len(changed) > 0 {
 		ids := make([]AccountID, 0, len(changed))
@@ -419,4 +466,34 @@ func (l *Ledger) query(ctx context.Context, c *sql.Conn, q string, args ...any) 
 		return st.QueryContext(ctx, args...)
 	}
 	return c.QueryContext(ctx, sqldb.Rebind(l.db.Dialect, q), args...)
+}
+
+// columns turns flattened rows (width values each) into one typed slice per
+// column, for PostgreSQL's unnest: one statement and one round trip whatever
+// the number of rows.
+func columns(flat []any, width int) []any {
+	rows := len(flat) / width
+	out := make([]any, width)
+	for col := 0; col < width; col++ {
+		switch flat[col].(type) {
+		case string:
+			v := make([]string, rows)
+			for r := 0; r < rows; r++ {
+				v[r] = flat[r*width+col].(string)
+			}
+			out[col] = v
+		default:
+			v := make([]int64, rows)
+			for r := 0; r < rows; r++ {
+				switch x := flat[r*width+col].(type) {
+				case int:
+					v[r] = int64(x)
+				case int64:
+					v[r] = x
+				}
+			}
+			out[col] = v
+		}
+	}
+	return out
 }
