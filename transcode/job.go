@@ -52,7 +52,7 @@ func (r *timeRing) get(ts int64) (timing, bool) {
 	return timing{ts: ts, pts: fromTS(ts)}, false
 }
 
-func toTS(d time.Duration) int64   { return int64(d) * 9 / 100000 }
+func toTS(d time.Duration) int64    { return int64(d) * 9 / 100000 }
 func fromTS(ts int64) time.Duration { return time.Duration(ts) * 100000 / 9 }
 
 // job transcodes one source stream. Decoding runs on the source reader's

@@ -121,4 +121,3 @@ func runCmd(t testing.TB, name string, args ...string) {
 		t.Fatalf("%s %v: %v: %s", name, args, err, out)
 	}
 }
-

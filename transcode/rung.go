@@ -40,8 +40,10 @@ type rung struct {
 	scaled *astiav.Frame
 	params [][]byte // SPS/PPS from the encoder's global header
 
-	pub     *engine.Publisher
-	writeMu sync.Mutex // video (rung goroutine) and audio (reader goroutine)
+	pub      *engine.Publisher
+	writeMu  sync.Mutex // video (rung goroutine) and audio (reader goroutine)
+	videoOut bool       // the first picture is out; guarded by writeMu
+	pending  []*engine.Unit
 
 	in    chan frameItem
 	times timeRing
@@ -306,10 +308,28 @@ func (r *rung) receive() {
 	}
 }
 
+// write publishes a unit of the rendition. Readers of a stream start at
+// its first video keyframe and skip what came before, so audio that is
+// ready before the rung's first picture waits for it.
 func (r *rung) write(u *engine.Unit) {
 	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+	if u.Track != 0 && !r.videoOut {
+		if len(r.pending) < maxEarlyAudio {
+			r.pending = append(r.pending, u)
+		}
+		return
+	}
 	r.pub.Write(u)
-	r.writeMu.Unlock()
+	if u.Track == 0 && !r.videoOut {
+		r.videoOut = true
+		for _, a := range r.pending {
+			if a.PTS >= u.PTS-r.j.frameDur {
+				r.pub.Write(a)
+			}
+		}
+		r.pending = nil
+	}
 }
 
 func (r *rung) free() {
