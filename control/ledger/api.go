@@ -129,6 +129,9 @@ func NewAPI(l *Ledger, deps APIDeps) (*API, error) {
 		a.providers[p.Name()] = p
 	}
 	a.buildRoutes()
+	if _, ok := a.providers["sandbox"]; ok {
+		a.log.Warn("sandbox payment provider enabled: any signed-in user can buy coins for free; set wallet.sandbox.enabled=false in production")
+	}
 	go a.runEvents()
 	return a, nil
 }
