@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,7 +34,7 @@ func init() {
 			v := &hlsViewers{
 				url:     fs.String("url", "http://127.0.0.1:8888/hls/bench0/index.m3u8", "multivariant or media playlist URL"),
 				n:       fs.Int("n", 1, "number of viewers"),
-				variant: fs.Int("variant", 0, "index of the variant to play in a multivariant playlist"),
+				variant: fs.String("variant", "0", "variant to play in a multivariant playlist: its index, or a substring of its URI (e.g. source, 720p)"),
 				stagger: fs.Duration("stagger", 20*time.Millisecond, "delay between viewer starts"),
 			}
 			v.pub = publishFlag(fs)
@@ -45,7 +46,7 @@ func init() {
 type hlsViewers struct {
 	url     *string
 	n       *int
-	variant *int
+	variant *string
 	stagger *time.Duration
 	pub     *embeddedPublisher
 }
@@ -98,8 +99,10 @@ func (v *hlsViewers) run(ctx context.Context, r *Run) error {
 // arrivals into stalls and display-time latency.
 type HLSPlayer struct {
 	Client  *http.Client
-	URL     string
-	Variant int
+	URL string
+	// Variant picks the variant of a multivariant playlist: its index, or
+	// a substring of its URI.
+	Variant string
 	Run     *Run
 
 	media     *url.URL
@@ -298,15 +301,23 @@ func (h *HLSPlayer) open(ctx context.Context) (*playlist.Media, error) {
 			return nil, err
 		}
 		pl, err := playlist.Unmarshal(body)
+		if errors.Is(err, io.EOF) {
+			// gohlslib's parser stops at EOF on a playlist whose only
+			// entries are parts after a PROGRAM-DATE-TIME (a stream's
+			// first second): poll again like a player would.
+			return nil, fmt.Errorf("%w: %s: %w", errNotLive, u, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", ErrHLS, u, err)
 		}
 		switch pl := pl.(type) {
 		case *playlist.Multivariant:
-			if h.Variant < 0 || h.Variant >= len(pl.Variants) {
-				return nil, fmt.Errorf("%w: %s has %d variants, -variant %d", ErrHLS, u, len(pl.Variants), h.Variant)
+			v := pickVariant(pl, h.Variant)
+			if v == nil {
+				// Renditions appear one by one as a stream starts: wait.
+				return nil, fmt.Errorf("%w: %s: no variant %q among %d", errNotLive, u, h.Variant, len(pl.Variants))
 			}
-			if u, err = resolve(u, pl.Variants[h.Variant].URI); err != nil {
+			if u, err = resolve(u, v.URI); err != nil {
 				return nil, err
 			}
 		case *playlist.Media:
@@ -341,6 +352,21 @@ func (h *HLSPlayer) open(ctx context.Context) (*playlist.Media, error) {
 		}
 	}
 	return nil, fmt.Errorf("%w: %s: nested multivariant playlists", ErrHLS, h.URL)
+}
+
+func pickVariant(pl *playlist.Multivariant, want string) *playlist.MultivariantVariant {
+	if i, err := strconv.Atoi(want); err == nil {
+		if i >= 0 && i < len(pl.Variants) {
+			return pl.Variants[i]
+		}
+		return nil
+	}
+	for _, v := range pl.Variants {
+		if strings.Contains(v.URI, want) {
+			return v
+		}
+	}
+	return nil
 }
 
 func holdBackOf(pl *playlist.Media) time.Duration {
@@ -416,6 +442,18 @@ func (h *HLSPlayer) reload(ctx context.Context, next *partRef) (*playlist.Media,
 		return nil, err
 	}
 	pl, err := playlist.Unmarshal(body)
+	for try := 0; errors.Is(err, io.EOF) && try < 20; try++ {
+		// See open: a parts-only playlist; ask again without blocking.
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if body, at, err = h.get(ctx, h.media.String()); err != nil {
+			return nil, err
+		}
+		pl, err = playlist.Unmarshal(body)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %d-byte playlist: %w", ErrHLS, &u, len(body), err)
 	}
