@@ -75,7 +75,10 @@ type job struct {
 	buf    []byte
 	times  timeRing
 	errs   int
-	lastTS int64
+	lastTS int64 // last timestamp given to the encoders (90 kHz)
+
+	tsShift         int64 // added to source timestamps on the encoders' side
+	discontinuities int
 
 	setup    bool // rungs built from the first decoded frame
 	early    []*engine.Unit
@@ -288,13 +291,23 @@ func (j *job) onFrame(f *astiav.Frame) {
 	if ts == astiav.NoPtsValue {
 		ts = f.PktDts()
 	}
-	if j.lastTS != astiav.NoPtsValue && ts <= j.lastTS {
-		// x264 needs increasing timestamps; a repeated one is a broken
-		// source, not worth a rung's GOP.
-		return
-	}
-	j.lastTS = ts
 	tm, _ := j.times.get(ts)
+	// x264 needs increasing timestamps. A source clock that repeats or
+	// steps back (an encoder restarted behind the same connection) is
+	// shifted on the encoders' side only: renditions still carry the
+	// source's own PTS, as the source stream does.
+	ets := ts + j.tsShift
+	if j.lastTS != astiav.NoPtsValue && ets <= j.lastTS {
+		step := max(toTS(j.frameDur), 1)
+		j.tsShift += j.lastTS + step - ets
+		ets = j.lastTS + step
+		j.discontinuities++
+		if j.discontinuities == 1 || j.discontinuities%100 == 0 {
+			j.log.Warn("source video timestamps went back", "pts", tm.pts, "count", j.discontinuities)
+		}
+	}
+	j.lastTS = ets
+	tm.ts = ets
 	if !j.setup {
 		j.setup = true
 		j.setupRungs(f)
@@ -319,7 +332,7 @@ func (j *job) onFrame(f *astiav.Frame) {
 	}
 	j.sinceKey++
 	if !j.blocking {
-		j.updateLoad(tm.pts)
+		j.updateLoad(fromTS(ets))
 	}
 	for i, r := range j.rungs {
 		fk := key || r.needKey

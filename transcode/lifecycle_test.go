@@ -76,3 +76,54 @@ func TestLadderCloseWhileLive(t *testing.T) {
 	default:
 	}
 }
+
+// TestLadderTimestampsGoBack: a source whose clock restarts mid-stream
+// (the clip played twice without an offset) keeps its renditions going,
+// with the source's own timestamps.
+func TestLadderTimestampsGoBack(t *testing.T) {
+	clip := enginetest.Clip(t, enginetest.ClipSpec{Width: 640, Height: 360, FPS: 30, Seconds: 2, GOP: 30, Audio: true, Bitrate: "800k"})
+	m, err := enginetest.ReadTS(clip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := enginetest.NewEngine(t)
+	rec := newRecorder(eng)
+	tr := newTestTranscoder(t, eng, DefaultConfig())
+	pub, err := eng.Authorize(t.Context(), engine.PublishRequest{Key: "restart", Protocol: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Start(m.Tracks); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		enginetest.PlayMedia(pub.Context(), pub, m, enginetest.PublishOptions{Realtime: true})
+	}
+	pub.Close()
+	waitFor(t, 60*time.Second, "transcode job to end", func() bool { return len(tr.Jobs()) == 0 })
+	rec.waitAllDone(t, 60*time.Second)
+
+	srcFrames := 0
+	for _, u := range m.Units {
+		if u.Track == 0 {
+			srcFrames++
+		}
+	}
+	var frames int
+	var back bool
+	var last time.Duration
+	for _, u := range rec.get("restart/360p").snapshot() {
+		if u.Track != 0 {
+			continue
+		}
+		frames++
+		if u.PTS < last {
+			back = true
+		}
+		last = u.PTS
+	}
+	t.Logf("360p: %d frames for %d source frames, PTS went back: %v", frames, 2*srcFrames, back)
+	if !back || frames < srcFrames*3/2 {
+		t.Fatalf("360p: %d frames for %d source frames, PTS went back: %v", frames, 2*srcFrames, back)
+	}
+}
