@@ -127,3 +127,54 @@ func TestLadderTimestampsGoBack(t *testing.T) {
 		t.Fatalf("360p: %d frames for %d source frames, PTS went back: %v", frames, 2*srcFrames, back)
 	}
 }
+
+// TestLadderBadVideo: garbage video units in the source are reported and
+// skipped; the renditions keep going.
+func TestLadderBadVideo(t *testing.T) {
+	clip := enginetest.Clip(t, enginetest.ClipSpec{Width: 640, Height: 360, FPS: 30, Seconds: 2, GOP: 30, Audio: true, Bitrate: "800k"})
+	m, err := enginetest.ReadTS(clip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	var lastBad time.Duration
+	for i, u := range m.Units {
+		if u.Track == 0 && !u.Key {
+			n++
+			if n%7 == 0 {
+				c := *u
+				c.NALUs = [][]byte{{0x41, 0xff, 0x00, 0x00, 0x00, 0x13, 0x37}, {0x65}, {0x67, 0xff, 0xff}}
+				m.Units[i] = &c
+				lastBad = u.PTS
+			}
+		}
+	}
+	eng := enginetest.NewEngine(t)
+	rec := newRecorder(eng)
+	tr := newTestTranscoder(t, eng, DefaultConfig())
+	pub, err := eng.Authorize(t.Context(), engine.PublishRequest{Key: "bad", Protocol: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Start(m.Tracks); err != nil {
+		t.Fatal(err)
+	}
+	enginetest.PlayMedia(pub.Context(), pub, m, enginetest.PublishOptions{Realtime: true})
+	pub.Close()
+	waitFor(t, 60*time.Second, "transcode job to end", func() bool { return len(tr.Jobs()) == 0 })
+	rec.waitAllDone(t, 60*time.Second)
+	frames := 0
+	var last time.Duration
+	for _, u := range rec.get("bad/360p").snapshot() {
+		if u.Track == 0 {
+			frames++
+			last = u.PTS
+		}
+	}
+	decoded := counterValue(t, tr.m.decoded)
+	t.Logf("360p: %d frames, last at %s; %v frames decoded of %d sent, %d garbage; decode errors %v",
+		frames, last, decoded, n+2, n/7, counterValue(t, tr.m.decodeErrors))
+	if decoded < float64(n/2) || last < lastBad {
+		t.Fatalf("the ladder stopped at the garbage: last frame at %s, last garbage at %s", last, lastBad)
+	}
+}
