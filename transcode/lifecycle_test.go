@@ -141,7 +141,7 @@ func TestLadderBadVideo(t *testing.T) {
 	for i, u := range m.Units {
 		if u.Track == 0 && !u.Key {
 			n++
-			if n%7 == 0 {
+			if n%7 == 0 && u.PTS < time.Second {
 				c := *u
 				c.NALUs = [][]byte{{0x41, 0xff, 0x00, 0x00, 0x00, 0x13, 0x37}, {0x65}, {0x67, 0xff, 0xff}}
 				m.Units[i] = &c
@@ -174,7 +174,7 @@ func TestLadderBadVideo(t *testing.T) {
 	decoded := counterValue(t, tr.m.decoded)
 	t.Logf("360p: %d frames, last at %s; %v frames decoded of %d sent, %d garbage; decode errors %v",
 		frames, last, decoded, n+2, n/7, counterValue(t, tr.m.decodeErrors))
-	if decoded < float64(n/2) || last < lastBad {
+	if decoded < float64(n/2) || last < lastBad+500*time.Millisecond {
 		t.Fatalf("the ladder stopped at the garbage: last frame at %s, last garbage at %s", last, lastBad)
 	}
 }
