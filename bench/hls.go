@@ -98,8 +98,8 @@ func (v *hlsViewers) run(ctx context.Context, r *Run) error {
 // (_HLS_msn/_HLS_part) and fetches it. A simple playback clock turns
 // arrivals into stalls and display-time latency.
 type HLSPlayer struct {
-	Client  *http.Client
-	URL string
+	Client *http.Client
+	URL    string
 	// Variant picks the variant of a multivariant playlist: its index, or
 	// a substring of its URI.
 	Variant string
