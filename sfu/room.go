@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,9 @@ type participant struct {
 	log  *slog.Logger
 
 	writeMu sync.Mutex // one writer at a time on the WebSocket
+	// connDone is set (under writeMu) when the handler returns: fasthttp
+	// then recycles the hijacked connection, so nobody may touch it.
+	connDone bool
 
 	negMu           sync.Mutex // serializes offer/answer work
 	needNegotiation bool
@@ -95,7 +99,14 @@ func (x *SFU) handleWS(ctx *fasthttp.RequestCtx) {
 		CheckOrigin: func(*fasthttp.RequestCtx) bool { return true },
 	}
 	remote := ctx.RemoteAddr().String()
+	x.goMu.Lock()
+	if x.closed {
+		x.goMu.Unlock()
+		HTTPError(ctx, fasthttp.StatusServiceUnavailable, engine.ErrClosed)
+		return
+	}
 	x.wg.Add(1)
+	x.goMu.Unlock()
 	err := up.Upgrade(ctx, func(c *websocket.Conn) {
 		defer x.wg.Done()
 		x.serveParticipant(c, remote)
@@ -162,7 +173,11 @@ func (x *SFU) serveParticipant(c *websocket.Conn, remote string) {
 		sources: map[string]string{},
 		leftCh:  make(chan struct{}),
 	}
-	p.writeMu = sync.Mutex{}
+	defer func() {
+		p.writeMu.Lock()
+		p.connDone = true
+		p.writeMu.Unlock()
+	}()
 	if err := r.join(p); err != nil {
 		_ = pc.Close()
 		code := "join_refused"
@@ -283,7 +298,27 @@ func (p *participant) run() {
 }
 
 func (p *participant) send(m *Message) error {
-	return sendMsg(p.conn, &p.writeMu, m)
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	if p.connDone {
+		return net.ErrClosed
+	}
+	_ = p.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	return p.conn.WriteMessage(websocket.TextMessage, b)
+}
+
+// wake ends the handler's blocked read: fasthttp closes hijacked
+// connections only when the handler returns, so closing does not.
+func (p *participant) wake() {
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	if !p.connDone {
+		_ = p.conn.SetReadDeadline(time.Now())
+	}
 }
 
 // negotiate sends the participant a new offer, now or, while an exchange
@@ -503,7 +538,7 @@ func (p *participant) subscribe(t *roomTrack) {
 	p.mu.Unlock()
 	t.subs.Add(1)
 	p.room.x.tr.metrics.tracks.Add(1)
-	go p.readSubscriberRTCP(t, snd)
+	p.room.x.spawn(func() { p.readSubscriberRTCP(t, snd) })
 	t.requestKeyframe()
 }
 
@@ -678,7 +713,7 @@ func (r *Room) leave(p *participant, reason string) {
 		_ = o.send(&Message{Type: MsgParticipantLeft, Participant: &info})
 	}
 	p.log.Info("participant left", "reason", reason)
-	_ = p.conn.Close()
+	p.wake()
 	if empty {
 		r.x.roomsMu.Lock()
 		r.mu.Lock()

@@ -3,6 +3,7 @@ package sfu
 import (
 	"context"
 	"encoding/json"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -353,5 +354,26 @@ func TestRoomRefusals(t *testing.T) {
 	joinRoom(t, base, conf.RoomSecret, JoinClaims{Room: "c1", Identity: "b", Kind: RoomCall})
 	if m := try(`{"type":"join","token":"` + tok(conf.RoomSecret, JoinClaims{Room: "c1", Identity: "c", Kind: RoomCall}) + `"}`); m.Code != "room_full" {
 		t.Errorf("third caller: %+v, want room_full", m)
+	}
+}
+
+// Close disconnects participants and returns; it does not wait for them to
+// leave on their own.
+func TestCloseWithParticipants(t *testing.T) {
+	eng := enginetest.NewEngine(t)
+	conf := testConfig()
+	x, base := newTestSFU(t, eng, conf)
+	a := joinRoom(t, base, conf.RoomSecret, JoinClaims{Room: "c", Identity: "a", Kind: RoomCall, CanPublish: true})
+	a.publish()
+	joinRoom(t, base, conf.RoomSecret, JoinClaims{Room: "c", Identity: "b", Kind: RoomCall})
+	done := make(chan struct{})
+	go func() { x.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		buf := make([]byte, 1<<20)
+		n := runtime.Stack(buf, true)
+		t.Log(string(buf[:n]))
+		t.Fatal("Close did not return with participants connected")
 	}
 }

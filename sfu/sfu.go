@@ -44,6 +44,25 @@ type SFU struct {
 
 	roomsMu sync.Mutex
 	rooms   map[string]*Room
+
+	goMu   sync.Mutex // guards closed against wg.Add after Close began
+	closed bool
+}
+
+// spawn runs fn on a goroutine that Close waits for; after Close began it
+// reports false and does not run fn.
+func (x *SFU) spawn(fn func()) bool {
+	x.goMu.Lock()
+	defer x.goMu.Unlock()
+	if x.closed {
+		return false
+	}
+	x.wg.Add(1)
+	go func() {
+		defer x.wg.Done()
+		fn()
+	}()
+	return true
 }
 
 // New builds the SFU and binds its ICE ports.
@@ -82,9 +101,7 @@ func (x *SFU) Start() error {
 	if err != nil {
 		return err
 	}
-	x.wg.Add(1)
-	go func() {
-		defer x.wg.Done()
+	x.spawn(func() {
 		defer sub.Close()
 		for {
 			select {
@@ -101,14 +118,21 @@ func (x *SFU) Start() error {
 				x.muteCommand(c)
 			}
 		}
-	}()
+	})
 	return nil
 }
 
-// Close ends every WHEP session and room, then releases the ports.
+// Close ends every WHEP session and room (participants are disconnected),
+// waits for the SFU's goroutines, then releases the ports.
 func (x *SFU) Close() {
+	x.goMu.Lock()
+	if x.closed {
+		x.goMu.Unlock()
+		return
+	}
+	x.closed = true
+	x.goMu.Unlock()
 	x.cancel()
-	x.wg.Wait()
 	x.sessMu.Lock()
 	viewers := make([]*viewer, 0, len(x.sessions))
 	for _, v := range x.sessions {
@@ -127,6 +151,7 @@ func (x *SFU) Close() {
 	for _, r := range rooms {
 		r.close()
 	}
+	x.wg.Wait()
 	if err := x.tr.Close(); err != nil {
 		x.log.Warn("transport close", "error", err)
 	}

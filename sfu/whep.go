@@ -453,7 +453,7 @@ func (x *SFU) newViewer(s *engine.Stream, pinned bool, offer webrtc.SessionDescr
 		return fail(err)
 	}
 	for _, snd := range senders {
-		go v.readRTCP(snd)
+		x.spawn(func() { v.readRTCP(snd) })
 	}
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		v.log.Debug("whep connection state", "state", st.String())
@@ -504,7 +504,7 @@ func (x *SFU) newViewer(s *engine.Stream, pinned bool, offer webrtc.SessionDescr
 	v.mu.Unlock()
 	// Attach once the tracks are bound (DTLS is up): a packet written
 	// before goes nowhere, and the replayed keyframe must not be lost.
-	go func() {
+	x.spawn(func() {
 		for _, b := range bound {
 			select {
 			case <-b.bound:
@@ -529,11 +529,11 @@ func (x *SFU) newViewer(s *engine.Stream, pinned bool, offer webrtc.SessionDescr
 				return
 			}
 		}
-	}()
+	})
 	if bwe != nil {
-		go v.abr()
+		x.spawn(v.abr)
 	}
-	go func() {
+	x.spawn(func() {
 		select {
 		case <-v.done:
 		case <-time.After(x.conf.SessionTimeout):
@@ -542,7 +542,7 @@ func (x *SFU) newViewer(s *engine.Stream, pinned bool, offer webrtc.SessionDescr
 				v.close()
 			}
 		}
-	}()
+	})
 	v.log.Info("whep session started", "pinned", pinned, "abr", bwe != nil, "audio", v.audio != nil)
 	return v, answer, nil
 }
