@@ -3,6 +3,7 @@ package realtime
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"sync"
 	"time"
 
@@ -249,8 +250,16 @@ func (c *conn) close() {
 	c.closed = true
 	c.queue = nil
 	c.mu.Unlock()
-	// Closing the socket ends the reader, which unregisters the conn.
-	_ = c.ws.NetConn().Close()
+	// Closing the socket ends the reader, which unregisters the conn. A
+	// fasthttp-hijacked conn ignores Close (the server closes it once the
+	// handler returns), so close the TCP connection underneath; the expired
+	// read deadline wakes the reader even if that is not reachable.
+	nc := c.ws.NetConn()
+	_ = nc.SetReadDeadline(time.Now())
+	if u, ok := nc.(interface{ UnsafeConn() net.Conn }); ok {
+		nc = u.UnsafeConn()
+	}
+	_ = nc.Close()
 }
 
 func (c *conn) identity() Identity {
