@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,4 +247,50 @@ func TestRestartLosesNoEvents(t *testing.T) {
 			return st.Status == status
 		})
 	}
+}
+
+// TestSlowClientDropped checks a client that stops reading is disconnected
+// once its queue is full, while a reading client in the same room keeps
+// receiving everything.
+func TestSlowClientDropped(t *testing.T) {
+	conf := testConfig(t, "")
+	conf.WS.SendQueue = 8
+	s, c := startServer(t, conf, newBus(t))
+	alice := c.as(c.register("alice", "streamer").AccessToken)
+	in := alice.createStream("s")
+	slow := c.dial("")
+	slow.request(map[string]string{"type": "subscribe", "room": in.ID})
+	fast := c.dial("")
+	fast.request(map[string]string{"type": "subscribe", "room": in.ID})
+	var received atomic.Int64
+	go func() {
+		for {
+			_, msg, err := fast.conn.ReadMessage()
+			if err != nil {
+				return
+			}
+			if strings.Contains(string(msg[:min(len(msg), 40)]), `"type":"big"`) {
+				received.Add(1)
+			}
+		}
+	}()
+	big := strings.Repeat("x", 256<<10)
+	// One message at a time, each read by the fast client before the next:
+	// only the client that does not read falls behind.
+	for i := 1; s.Hub().Dropped() == 0; i++ {
+		if i > 1000 {
+			t.Fatal("slow client never dropped")
+		}
+		if err := s.PushRoom(bg, in.ID, "big", big); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "fast client reads", func() bool { return received.Load() >= int64(i) || s.Hub().Dropped() > 0 })
+	}
+	eventually(t, "one connection left", func() bool { return s.Hub().Connections() == 1 })
+	// The survivor is the fast client: it still receives.
+	before := received.Load()
+	if err := s.PushRoom(bg, in.ID, "big", "after"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "fast client still served", func() bool { return received.Load() > before })
 }

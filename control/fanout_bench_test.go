@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,6 +46,12 @@ func serveForBenchmark() int {
 	if err := s.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	if prof := os.Getenv("LIVEENGINE_FANOUT_CPUPROFILE"); prof != "" {
+		if f, err := os.Create(prof); err == nil {
+			_ = pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
 	}
 	fmt.Printf("ADDR %s\n", s.Addr())
 	// Each "gc" line from the parent collects garbage and returns it to the
