@@ -206,7 +206,9 @@ func (s *Server) login(ctx *fasthttp.RequestCtx) error {
 	}
 	u, err := s.store.UserByLogin(ctx, strings.ToLower(strings.TrimSpace(req.Login)))
 	if errors.Is(err, store.ErrNotFound) {
-		auth.CheckPasswordDummy(req.Password)
+		// Spend the same bcrypt time as for a real account, so timing does
+		// not tell which logins exist.
+		_ = auth.CheckPassword(s.dummyHash, req.Password)
 		return wrong
 	}
 	if err != nil {

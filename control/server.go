@@ -43,6 +43,7 @@ type Server struct {
 	commentLimit *limiter
 
 	consumerID string
+	dummyHash  string           // bcrypt hash at the configured cost, for unknown logins
 	requests   [4]atomic.Uint64 // by status class 2xx..5xx
 	started    atomic.Bool
 	viewersMu  sync.Mutex
@@ -99,6 +100,11 @@ func New(conf Config, bus engine.Bus, log *slog.Logger) (*Server, error) {
 		consumerID:   fmt.Sprintf("%s-%d-%s", host, os.Getpid(), store.NewID(4)),
 		viewers:      map[string]int{},
 		ctx:          ctx, cancel: cancel,
+	}
+	if s.dummyHash, err = auth.HashPassword(store.NewID(12), conf.PasswordCost); err != nil {
+		cancel()
+		db.Close()
+		return nil, fmt.Errorf("control: %w", err)
 	}
 	hub, err := realtime.New(conf.WS, bus, chatBackend{s}, log)
 	if err != nil {

@@ -114,13 +114,3 @@ func CheckPassword(hash, password string) error {
 	}
 	return nil
 }
-
-// dummyHash is compared against when a login names an unknown user, so the
-// answer takes as long as for a known user and does not reveal which
-// accounts exist.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("liveengine-dummy"), bcrypt.MinCost)
-
-// CheckPasswordDummy spends a bcrypt comparison for an unknown account.
-func CheckPasswordDummy(password string) {
-	_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
-}
