@@ -15,7 +15,6 @@ type Metrics struct {
 	packetsOut, bytesOut            atomic.Uint64
 	packetsIn, bytesIn              atomic.Uint64
 	nacks, plis                     atomic.Uint64
-	retransmits                     atomic.Uint64
 	bwe                             atomic.Int64
 }
 
