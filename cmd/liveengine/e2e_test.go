@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/liveengine/liveengine/internal/testsvc"
 )
 
 // The end-to-end tests run the real binary as a user would: built once,
@@ -39,7 +41,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build liveengine:", err)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := testsvc.Main(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -129,7 +131,7 @@ func startServer(t *testing.T, mode string, env ...string) *server {
 	})
 	health := s.httpURL("/healthz")
 	if mode == "control" {
-		health = s.apiURL("/api/v1/healthz")
+		health = s.apiURL("/api/v1/health")
 	}
 	waitUntil(t, 60*time.Second, "server answers "+health, func() bool {
 		select {
