@@ -29,6 +29,8 @@ func init() {
 				replay:  fs.Float64("replay", 0.1, "fraction of gifts sent twice with the same Idempotency-Key (must charge once)"),
 				publish: fs.String("publish-clip", "", "clip the scenario publishes to make its stream live (default: the generated 720p30 clip)"),
 				stream:  fs.String("stream", "", "gift this live stream id instead of creating and publishing one"),
+				admin:   fs.String("admin", "", "username listed in control.admins: registered (or signed in) to add a bench gift when the catalog has no active gift"),
+				adminPw: fs.String("admin-password", "bench-admin-password", "password of -admin"),
 			}
 		},
 		target: func(fs *flag.FlagSet) string { return flagString(fs, "api") },
@@ -43,6 +45,8 @@ type giftStorm struct {
 	replay  *float64
 	publish *string
 	stream  *string
+	admin   *string
+	adminPw *string
 
 	hc       *http.Client
 	streamer *apiClient
@@ -114,8 +118,13 @@ func (g *giftStorm) prepare(ctx context.Context) error {
 			g.giftID, g.price = c.ID, c.Price
 		}
 	}
+	if g.giftID == "" && *g.admin != "" {
+		if err := g.addGift(ctx); err != nil {
+			return err
+		}
+	}
 	if g.giftID == "" {
-		return fmt.Errorf("%w: no active gift %q in the catalog", ErrAPI, *g.gift)
+		return fmt.Errorf("%w: no active gift %q in the catalog (an admin adds one; or pass -admin)", ErrAPI, *g.gift)
 	}
 	for i := 1; i <= *g.n; i++ {
 		c := newAPIClient(*g.api, g.hc)
@@ -134,6 +143,36 @@ func (g *giftStorm) prepare(ctx context.Context) error {
 		}
 		g.senders = append(g.senders, c)
 	}
+	return nil
+}
+
+// addGift signs in as the admin (registering the account the first time)
+// and adds a 10-coin gift.
+func (g *giftStorm) addGift(ctx context.Context) error {
+	admin := newAPIClient(*g.api, g.hc)
+	var t tokens
+	body := map[string]string{"username": *g.admin, "email": *g.admin + "@bench.invalid", "password": *g.adminPw}
+	err := retryLimited(ctx, func() (int, error) { return admin.call(ctx, http.MethodPost, "/api/v1/auth/register", body, &t) })
+	if err != nil {
+		err = retryLimited(ctx, func() (int, error) {
+			return admin.call(ctx, http.MethodPost, "/api/v1/auth/login", map[string]string{"login": *g.admin, "password": *g.adminPw}, &t)
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("admin %s: %w", *g.admin, err)
+	}
+	admin.token = t.AccessToken
+	id := "bench_rose"
+	if *g.gift != "" {
+		id = *g.gift
+	}
+	_, err = admin.call(ctx, http.MethodPost, "/api/v1/gifts", map[string]any{"id": id, "name": "Bench rose", "price": 10, "active": true}, nil,
+		"Idempotency-Key", "gift-"+randomHex(8))
+	var as *apiStatus
+	if err != nil && !(errors.As(err, &as) && as.Code == "gift_exists") {
+		return fmt.Errorf("add gift: %w", err)
+	}
+	g.giftID, g.price = id, 10
 	return nil
 }
 
