@@ -525,3 +525,19 @@ func TestWHIPHTTPErrors(t *testing.T) {
 	}
 	p.Close()
 }
+
+func TestConfigValidate(t *testing.T) {
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c := DefaultConfig()
+	c.MaxSDPBytes = 1
+	if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), "whip.max_sdp_bytes") {
+		t.Fatalf("got %v", err)
+	}
+	c = DefaultConfig()
+	c.ConnectTimeout = 0
+	if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), "whip.connect_timeout") {
+		t.Fatalf("got %v", err)
+	}
+}
