@@ -65,6 +65,11 @@ func (c *Config) validate() error {
 	if err := c.validateBase(); err != nil {
 		return err
 	}
+	if c.Bus.URL != "" {
+		if err := c.Bus.Redis.Validate(); err != nil {
+			return err
+		}
+	}
 	for _, v := range []interface{ Validate() error }{c.RTMP, c.HLS, c.Transcode, c.WebRTC, c.WHIP, c.Control, c.Ledger, c.Wallet} {
 		if err := v.Validate(); err != nil {
 			return err

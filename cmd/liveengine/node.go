@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/liveengine/liveengine/engine"
+	"github.com/liveengine/liveengine/engine/redisbus"
 )
 
 // component is a part of a node with a start/stop lifecycle.
@@ -66,6 +67,9 @@ func newNode(ctx context.Context, mode string, conf Config, log *slog.Logger) (*
 		return nil, err
 	}
 	n.bus = bus
+	if rb, ok := bus.(*redisbus.Bus); ok {
+		n.reg.MustRegister(rb.Collector())
+	}
 	if mode == "all" || mode == "engine" {
 		eng, err := engine.New(conf.Engine, bus, log)
 		if err != nil {
