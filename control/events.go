@@ -113,11 +113,25 @@ func (s *Server) readStats(sub engine.Subscription) {
 }
 
 func (s *Server) applyStats(st engine.Stats) {
+	now := time.Now()
 	s.viewersMu.Lock()
 	last, seen := s.viewers[st.StreamID]
-	s.viewers[st.StreamID] = st.Viewers
+	// Unchanged counts are rewritten now and then: only one control process
+	// handles a stream's stop event (and resets the count), the others must
+	// not keep a stale value forever.
+	fresh := seen && last.n == st.Viewers && now.Sub(last.at) < 30*time.Second
+	if !fresh {
+		s.viewers[st.StreamID] = viewerCount{n: st.Viewers, at: now}
+	}
+	if len(s.viewers) > 100_000 {
+		for id, v := range s.viewers {
+			if now.Sub(v.at) > time.Minute {
+				delete(s.viewers, id)
+			}
+		}
+	}
 	s.viewersMu.Unlock()
-	if seen && last == st.Viewers {
+	if fresh {
 		return
 	}
 	s.hub.DeliverLocal(realtime.RoomTopic(st.StreamID), realtime.Envelope{Type: "viewers", Room: st.StreamID,
@@ -127,4 +141,10 @@ func (s *Server) applyStats(st engine.Stats) {
 	if err := s.store.SetViewers(ctx, st.StreamID, st.Viewers); err != nil {
 		s.log.Warn("viewer count not stored", "stream", st.StreamID, "err", err)
 	}
+}
+
+// viewerCount is the last viewer count written for a stream.
+type viewerCount struct {
+	n  int
+	at time.Time
 }

@@ -47,7 +47,7 @@ type Server struct {
 	requests   [4]atomic.Uint64 // by status class 2xx..5xx
 	started    atomic.Bool
 	viewersMu  sync.Mutex
-	viewers    map[string]int // last viewer count written per stream
+	viewers    map[string]viewerCount // last viewer count written per stream
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -98,7 +98,7 @@ func New(conf Config, bus engine.Bus, log *slog.Logger) (*Server, error) {
 		costlyLimit:  newLimiter("costly", rate.Limit(float64(conf.Limits.CostlyPerMinute)/60), max(1, conf.Limits.CostlyPerMinute/4)),
 		commentLimit: newLimiter("comment", rate.Limit(conf.Limits.CommentsPerSecond), conf.Limits.CommentBurst),
 		consumerID:   fmt.Sprintf("%s-%d-%s", host, os.Getpid(), store.NewID(4)),
-		viewers:      map[string]int{},
+		viewers:      map[string]viewerCount{},
 		ctx:          ctx, cancel: cancel,
 	}
 	if s.dummyHash, err = auth.HashPassword(store.NewID(12), conf.PasswordCost); err != nil {
