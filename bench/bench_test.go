@@ -20,6 +20,7 @@ import (
 	"github.com/liveengine/liveengine/engine"
 	"github.com/liveengine/liveengine/engine/enginetest"
 	"github.com/liveengine/liveengine/ingest/rtmp"
+	"github.com/liveengine/liveengine/ingest/whip"
 	"github.com/liveengine/liveengine/packager"
 	"github.com/liveengine/liveengine/sfu"
 )
@@ -76,6 +77,14 @@ func newMediaServer(t *testing.T) *mediaServer {
 		t.Fatal(err)
 	}
 
+	wh, err := whip.New(whip.DefaultConfig(), eng, sf.Transport(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wh.Start(); err != nil {
+		t.Fatal(err)
+	}
+
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -84,6 +93,8 @@ func newMediaServer(t *testing.T) *mediaServer {
 		switch p := string(ctx.Path()); {
 		case strings.HasPrefix(p, "/hls/"):
 			pk.Handle(ctx)
+		case strings.HasPrefix(p, "/whip/"):
+			wh.Handle(ctx)
 		default:
 			sf.Handle(ctx)
 		}
@@ -95,6 +106,7 @@ func newMediaServer(t *testing.T) *mediaServer {
 	}()
 	t.Cleanup(func() {
 		pk.Close() // ends held requests so Shutdown does not wait on them
+		wh.Close()
 		sf.Close()
 		_ = srv.Shutdown()
 		<-done
@@ -236,6 +248,37 @@ func TestRelayAddsKnownDelay(t *testing.T) {
 	t.Logf("relay adds %v (p50 direct %.0f ms, relayed %.0f ms)", diff, direct.Latency.P50, delayed.Latency.P50)
 	if diff < delay-150*time.Millisecond || diff > delay+250*time.Millisecond {
 		t.Errorf("relay of %v measured as %v more", delay, diff)
+	}
+}
+
+// TestWHIPToWHEP publishes with the WHIP scenario and watches with WHEP:
+// the stamp survives WebRTC ingest and the SFU.
+func TestWHIPToWHEP(t *testing.T) {
+	srv := newMediaServer(t)
+	clip := testClip(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var pub, view *Report
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		pub = runScenario(t, ctx, "whip-publish", "-url", srv.http+"/whip/wkey", "-clip", clip, "-duration", "10s")
+	}()
+	go func() {
+		defer wg.Done()
+		view = runScenario(t, ctx, "whep-viewers", "-url", srv.http+"/whep/wkey", "-duration", "9s")
+	}()
+	wg.Wait()
+	if pub == nil || view == nil {
+		t.FailNow()
+	}
+	logReport(t, pub)
+	logReport(t, view)
+	if pub.Frames == 0 || pub.Errors != 0 {
+		t.Errorf("whip-publish: %d frames, %d errors", pub.Frames, pub.Errors)
+	}
+	if view.Latency.N == 0 || view.Latency.P50 < 0 || view.Latency.P95 > 5000 {
+		t.Errorf("whep-viewers after WHIP: stamp latency %+v", view.Latency)
 	}
 }
 
