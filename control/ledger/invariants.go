@@ -60,7 +60,12 @@ func (r Report) Err() error {
 // ends with it. It reads one consistent snapshot.
 func CheckInvariants(ctx context.Context, db *sqldb.DB) (Report, error) {
 	var r Report
-	tx, err := db.BeginTx(ctx, &sqlTxReadOnly)
+	opts := sql.TxOptions{ReadOnly: true}
+	if db.Dialect == sqldb.Postgres {
+		// One snapshot for every query below, not one per statement.
+		opts.Isolation = sql.LevelRepeatableRead
+	}
+	tx, err := db.BeginTx(ctx, &opts)
 	if err != nil {
 		return r, fmt.Errorf("ledger invariants: %w", err)
 	}
@@ -119,5 +124,3 @@ func CheckInvariants(ctx context.Context, db *sqldb.DB) (Report, error) {
 	r.OK = r.Sum == 0 && len(r.Negative) == 0 && len(r.Mismatched) == 0 && len(r.BadTransfers) == 0
 	return r, nil
 }
-
-var sqlTxReadOnly = sql.TxOptions{ReadOnly: true}

@@ -36,6 +36,9 @@ const (
 	defaultTransferKindOther = "transfer"
 )
 
+// MaxAmount bounds one leg, so no sum of balances can overflow int64.
+const MaxAmount = 1e15
+
 // TransferRequest asks the ledger to move coins. All legs commit together or
 // none does.
 type TransferRequest struct {
@@ -304,8 +307,8 @@ func (r *TransferRequest) validate() error {
 		return fmt.Errorf("%w: %d legs (want 1..%d)", ErrInvalidTransfer, len(r.Legs), maxLegs)
 	}
 	for i, leg := range r.Legs {
-		if leg.Amount <= 0 {
-			return fmt.Errorf("%w: leg %d amount %d is not positive", ErrInvalidTransfer, i, leg.Amount)
+		if leg.Amount <= 0 || leg.Amount > MaxAmount {
+			return fmt.Errorf("%w: leg %d amount %d not in 1..%d", ErrInvalidTransfer, i, leg.Amount, int64(MaxAmount))
 		}
 		if !leg.From.valid() || !leg.To.valid() {
 			return fmt.Errorf("%w: leg %d: bad account %q -> %q", ErrInvalidTransfer, i, leg.From, leg.To)

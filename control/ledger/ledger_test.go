@@ -55,6 +55,7 @@ func TestLedgerTransfers(t *testing.T) {
 				{IdempotencyKey: "x"},
 				{IdempotencyKey: "", Legs: []Leg{{From: Wallet("a"), To: Wallet("b"), Amount: 1}}},
 				{IdempotencyKey: "x", Legs: []Leg{{From: Wallet("a"), To: Wallet("b"), Amount: 0}}},
+				{IdempotencyKey: "x", Legs: []Leg{{From: Wallet("a"), To: Wallet("b"), Amount: MaxAmount + 1}}},
 				{IdempotencyKey: "x", Legs: []Leg{{From: Wallet("a"), To: Wallet("a"), Amount: 1}}},
 				{IdempotencyKey: "x", Legs: []Leg{{From: "bogus", To: Wallet("a"), Amount: 1}}},
 			} {
