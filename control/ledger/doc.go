@@ -28,14 +28,18 @@
 // balance once (the platform account row is updated once per batch, not once
 // per gift), commits once, and only then answers every request of the batch.
 //
-// Durability: on SQLite the writer's dedicated connection runs in WAL mode
-// with synchronous=FULL, so the WAL is fsynced at every COMMIT before any
-// request of the batch is answered: an answered gift survives SIGKILL and
-// power loss. Because one fsync covers a whole batch, FULL costs almost
-// nothing in throughput. (WAL with synchronous=NORMAL would survive a process
-// crash but could lose the last commits on power loss; it is available as
-// Config.Synchronous "normal" but not the default.) On PostgreSQL a COMMIT
-// returns after the WAL flush (synchronous_commit=on, the server default).
+// Durability (Config.Synchronous): a request is answered only after its
+// transfer is on stable storage. The default, "pipelined", takes the disk
+// flush off the writer's path: on SQLite (WAL mode) the writer commits with
+// synchronous=NORMAL and a syncer goroutine fsyncs the -wal file before it
+// answers the batch; on PostgreSQL the writer commits with
+// synchronous_commit=off and the syncer's own durable commit flushes the
+// WAL past the batch's commit record (see walsync.go for why both are
+// sound). Meanwhile the writer already runs the next batch, and one flush
+// covers every batch committed since the previous one. "full" makes the
+// database sync inside every COMMIT instead (SQLite synchronous=FULL,
+// PostgreSQL synchronous_commit=on); "normal" (SQLite only) survives a
+// process crash but may lose the last answered commits on power loss.
 //
 // A batch whose SQL fails as a whole (for example a unique violation raced
 // by another node) is rolled back and its transfers are retried one per
