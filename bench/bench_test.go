@@ -17,6 +17,8 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/liveengine/liveengine/control"
+	"github.com/liveengine/liveengine/control/ledger"
+	"github.com/liveengine/liveengine/control/money"
 	"github.com/liveengine/liveengine/engine"
 	"github.com/liveengine/liveengine/engine/enginetest"
 	"github.com/liveengine/liveengine/ingest/rtmp"
@@ -330,5 +332,72 @@ func TestChatAgainstInProcessControl(t *testing.T) {
 	}
 	if rep.OpLatency.N == 0 || rep.OpLatency.P95 > 5000 {
 		t.Errorf("chat: broadcast latency %+v", rep.OpLatency)
+	}
+}
+
+// TestGiftsAgainstInProcessPlatform runs the gift storm against a control
+// server with the money API mounted, sharing an in-process bus with an
+// engine and its RTMP ingest: the scenario creates a stream, publishes it
+// live over RTMP, storms it and checks the ledger's invariants.
+func TestGiftsAgainstInProcessPlatform(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	bus := engine.NewLocalBus()
+	t.Cleanup(func() { bus.Close() })
+	econf := engine.DefaultConfig()
+	econf.StatsInterval = 500 * time.Millisecond
+	eng, err := engine.New(econf, bus, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(eng.Close)
+	rc := rtmp.DefaultConfig()
+	rc.Addr = "127.0.0.1:0"
+	rs, err := rtmp.New(rc, eng, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rs.Close)
+
+	conf := control.DefaultConfig()
+	conf.Addr = "127.0.0.1:0"
+	conf.JWTSecret = "bench-secret-bench-secret-bench-secret"
+	conf.PasswordCost = 4
+	conf.Admins = []string{"benchadmin"}
+	conf.PublicRTMPURL = "rtmp://" + rs.Addr().String() + "/live"
+	conf.Database.URL = "sqlite://" + filepath.Join(t.TempDir(), "control.db")
+	ctl, err := control.New(conf, bus, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := money.Mount(ctl, money.DefaultConfig(), ledger.NewMemoryLeaderboard())
+	if err != nil {
+		ctl.Close()
+		t.Fatal(err)
+	}
+	if err := ctl.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctl.Close()
+		m.Close()
+	})
+
+	rep := runScenario(t, context.Background(), "gifts", "-api", "http://"+ctl.Addr(), "-n", "3", "-admin", "benchadmin",
+		"-publish-clip", testClip(t), "-duration", "12s")
+	if rep == nil {
+		t.FailNow()
+	}
+	logReport(t, rep)
+	if rep.Ops == 0 || rep.Errors != 0 {
+		t.Errorf("gifts: %d accepted, %d errors: %v", rep.Ops, rep.Errors, rep.ErrorSample)
+	}
+	if len(rep.Notes) == 0 || !strings.Contains(rep.Notes[0], " 0 violations") {
+		t.Errorf("gifts: invariant note %q", rep.Notes)
 	}
 }
