@@ -174,7 +174,13 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 }
 
 // pushRTMP starts the ffmpeg CLI publishing a generated pattern.
-func pushRTMP(t *testing.T, url string, extra ...string) *exec.Cmd {
+// ffmpegProc is a running ffmpeg CLI; done is closed when it exits.
+type ffmpegProc struct {
+	*exec.Cmd
+	done chan struct{}
+}
+
+func pushRTMP(t *testing.T, url string, extra ...string) *ffmpegProc {
 	t.Helper()
 	args := []string{"-hide_banner", "-loglevel", "error", "-re",
 		"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
@@ -200,7 +206,7 @@ func pushRTMP(t *testing.T, url string, extra ...string) *exec.Cmd {
 			t.Logf("ffmpeg stderr:\n%s", stderr.String())
 		}
 	})
-	return cmd
+	return &ffmpegProc{Cmd: cmd, done: done}
 }
 
 func get(t *testing.T, url string) (int, http.Header, []byte) {

@@ -163,10 +163,8 @@ func TestEngineAndTwoControlsOverRedis(t *testing.T) {
 	if code := a.do("DELETE", "/api/v1/streams/"+st.ID+"/key", nil, nil); code/100 != 2 {
 		t.Fatalf("revoke key: %d", code)
 	}
-	kicked := make(chan struct{})
-	go func() { ff.Wait(); close(kicked) }()
 	select {
-	case <-kicked:
+	case <-ff.done:
 	case <-time.After(60 * time.Second):
 		t.Fatal("revoking the key did not disconnect the publisher")
 	}
