@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,13 @@ func benchGifts(b *testing.B, dialect string, naive bool, clients int) {
 	db := openDB(b, dialect)
 	conf := DefaultConfig()
 	conf.Naive = naive
+	if v := os.Getenv("LEDGER_BENCH_LINGER"); v != "" { // tuning experiments
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		conf.Linger = d
+	}
 	s := startServer(b, db, conf, nil)
 	s.addGift("rose", 10)
 	s.streams.set("live", "star", true)
