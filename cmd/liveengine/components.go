@@ -141,6 +141,13 @@ func (n *node) buildControlComponents() error {
 	// drains, so every accepted money request gets its answer.
 	n.add("ledger", closer{m.Close})
 	n.add("control", ctl)
+	n.register(ctl.Collector())
+	n.register(m.Ledger.Collector())
+	if n.mode == "control" {
+		// A control-only process has no engine HTTP server: its metrics
+		// are served by the API server.
+		ctl.MountHandler("GET", "/metrics", control.Public, n.metricsHandler())
+	}
 	return nil
 }
 

@@ -121,7 +121,7 @@ func (n *node) start() error {
 }
 
 func (n *node) startHTTP() error {
-	metrics := fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
+	metrics := n.metricsHandler()
 	routes := append([]route(nil), n.routes...)
 	handler := func(ctx *fasthttp.RequestCtx) {
 		p := string(ctx.Path())
@@ -164,6 +164,10 @@ func (n *node) startHTTP() error {
 	}()
 	n.log.Info("engine HTTP listening", "addr", ln.Addr().String(), "paths", "/hls/ /whip/ /whep/ /rtc/ /webrtc/ /metrics")
 	return nil
+}
+
+func (n *node) metricsHandler() fasthttp.RequestHandler {
+	return fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
 }
 
 type fasthttpLogger struct{ log *slog.Logger }
