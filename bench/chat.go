@@ -91,6 +91,7 @@ type wsMsg struct {
 }
 
 func (c *chatStorm) run(ctx context.Context, r *Run) error {
+	r.FramesLabel = "sent/s"
 	var wg sync.WaitGroup
 	for i := 0; i < *c.n; i++ {
 		token := ""

@@ -183,6 +183,7 @@ type giftResult struct {
 }
 
 func (g *giftStorm) run(ctx context.Context, r *Run) error {
+	r.FramesLabel = "replays/s"
 	var pubWG sync.WaitGroup
 	if g.clip != nil {
 		app, key, err := splitRTMP(g.ingest)

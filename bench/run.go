@@ -18,6 +18,9 @@ type Run struct {
 	Scenario string
 	Target   string
 	Clients  int
+	// FramesLabel names the Frames rate on progress lines ("fps" unless a
+	// scenario counts something else, like comments sent).
+	FramesLabel string
 
 	// Active is the number of connected clients.
 	Active atomic.Int64
@@ -177,8 +180,12 @@ func (r *Run) sample(prev tick) (Point, tick) {
 
 // progressLine renders one live progress line.
 func (r *Run) progressLine(p Point) string {
-	s := fmt.Sprintf("[%5.0fs] %s clients %d/%d  %7.2f Mbit/s  %6.0f fps  %6.1f op/s  err %d",
-		p.T, r.Scenario, p.Active, r.Clients, p.Mbps, p.FPS, p.OpsPerS, p.Errors)
+	label := r.FramesLabel
+	if label == "" {
+		label = "fps"
+	}
+	s := fmt.Sprintf("[%5.0fs] %s clients %d/%d  %7.2f Mbit/s  %6.0f %s  %6.1f op/s  err %d",
+		p.T, r.Scenario, p.Active, r.Clients, p.Mbps, p.FPS, label, p.OpsPerS, p.Errors)
 	if p.Stalls > 0 {
 		s += fmt.Sprintf("  stalls %d", p.Stalls)
 	}
