@@ -36,6 +36,8 @@ type scenario struct {
 	target func(fs *flag.FlagSet) string
 	// clients is the -n of the run.
 	clients func(fs *flag.FlagSet) int
+	// framesLabel names the Frames rate on progress lines; "fps" if empty.
+	framesLabel string
 }
 
 var scenarios = map[string]scenario{}
@@ -179,6 +181,7 @@ func run(ctx context.Context, args []string, progress io.Writer) (*Report, *Opti
 		return nil, opts, err
 	}
 	r := NewRun(name, sc.target(fs), sc.clients(fs))
+	r.FramesLabel = sc.framesLabel
 	pid := opts.ServerPID
 	if pid == 0 && opts.ServerName != "" {
 		p, err := FindProcess(opts.ServerName)

@@ -27,7 +27,8 @@ func init() {
 				room:    fs.String("room", "", "stream id of the room; empty: register a streamer and create a stream"),
 			}
 		},
-		target: func(fs *flag.FlagSet) string { return flagString(fs, "api") },
+		target:      func(fs *flag.FlagSet) string { return flagString(fs, "api") },
+		framesLabel: "sent/s",
 	})
 }
 
@@ -91,7 +92,6 @@ type wsMsg struct {
 }
 
 func (c *chatStorm) run(ctx context.Context, r *Run) error {
-	r.FramesLabel = "sent/s"
 	var wg sync.WaitGroup
 	for i := 0; i < *c.n; i++ {
 		token := ""

@@ -33,7 +33,8 @@ func init() {
 				adminPw: fs.String("admin-password", "bench-admin-password", "password of -admin"),
 			}
 		},
-		target: func(fs *flag.FlagSet) string { return flagString(fs, "api") },
+		target:      func(fs *flag.FlagSet) string { return flagString(fs, "api") },
+		framesLabel: "replays/s",
 	})
 }
 
@@ -183,7 +184,6 @@ type giftResult struct {
 }
 
 func (g *giftStorm) run(ctx context.Context, r *Run) error {
-	r.FramesLabel = "replays/s"
 	var pubWG sync.WaitGroup
 	if g.clip != nil {
 		app, key, err := splitRTMP(g.ingest)
