@@ -27,7 +27,7 @@ func (rep *Report) WriteTable(w io.Writer) {
 	}
 	row("stalls/freezes", "%d", rep.Stalls)
 	if rep.Packets > 0 {
-		row("rtp packets", "%d, lost %d (%.2f%%)", rep.Packets, rep.Lost, 100*float64(rep.Lost)/float64(rep.Packets+rep.Lost))
+		row("rtp packets", "%d, lost %d (%.2f%%; %d of them audio)", rep.Packets, rep.Lost, 100*float64(rep.Lost)/float64(rep.Packets+rep.Lost), rep.LostAudio)
 	}
 	dist := func(name string, d Dist) {
 		if d.N > 0 {

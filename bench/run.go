@@ -36,9 +36,12 @@ type Run struct {
 	Stalls atomic.Int64
 	// Retries counts requests repeated at once after a network error.
 	Retries atomic.Int64
-	// Packets and Lost count RTP packets received and sequence gaps.
+	// Packets and Lost count RTP packets received and packets never
+	// received (sequence gaps not filled by a late or resent packet).
 	Packets atomic.Int64
 	Lost    atomic.Int64
+	// LostAudio is the part of Lost on audio tracks.
+	LostAudio atomic.Int64
 
 	start time.Time
 	proc  *ProcSampler
@@ -267,6 +270,7 @@ type Report struct {
 	Stalls      int64     `json:"stalls"`
 	Packets     int64     `json:"packets"`
 	Lost        int64     `json:"lost"`
+	LostAudio   int64     `json:"lost_audio"`
 	MbpsAvg     float64   `json:"mbps_avg"`
 	FPSAvg      float64   `json:"fps_avg"`
 	OpsPerSAvg  float64   `json:"ops_per_s_avg"`
@@ -300,7 +304,7 @@ func (r *Run) Report() *Report {
 		Scenario: r.Scenario, Target: r.Target, Clients: r.Clients,
 		StartedAt: r.start.UTC(), DurationS: dur,
 		Bytes: r.Bytes.Load(), Frames: r.Frames.Load(), Ops: r.Ops.Load(),
-		Errors: r.Errors.Load(), Retries: r.Retries.Load(), Stalls: r.Stalls.Load(), Packets: r.Packets.Load(), Lost: r.Lost.Load(),
+		Errors: r.Errors.Load(), Retries: r.Retries.Load(), Stalls: r.Stalls.Load(), Packets: r.Packets.Load(), Lost: r.Lost.Load(), LostAudio: r.LostAudio.Load(),
 		Latency: newDist(r.latency), Display: newDist(r.display), EdgeDelay: newDist(r.edge), OpLatency: newDist(r.opLat),
 		Timeline:    append([]Point(nil), r.timeline...),
 		ErrorSample: append([]string(nil), r.errs...),

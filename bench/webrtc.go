@@ -270,6 +270,7 @@ func readTrack(tr *webrtc.TrackRemote, r *Run) {
 		broken    bool
 	)
 	buf := make([]byte, 1600)
+	missing := map[uint16]struct{}{}
 	var pkt rtp.Packet
 	for {
 		n, _, err := tr.Read(buf)
@@ -287,11 +288,31 @@ func readTrack(tr *webrtc.TrackRemote, r *Run) {
 		if haveSeq {
 			d := pkt.SequenceNumber - lastSeq
 			if d == 0 || d > 0x8000 {
-				continue // duplicate or late: already counted as lost
+				// Duplicate or late: a late packet (reordered, or resent
+				// after a NACK) fills its gap, so it is not lost after all.
+				if _, ok := missing[pkt.SequenceNumber]; ok {
+					delete(missing, pkt.SequenceNumber)
+					if r != nil {
+						r.Lost.Add(-1)
+						if !video {
+							r.LostAudio.Add(-1)
+						}
+					}
+				}
+				continue
 			}
 			if d > 1 {
 				if r != nil {
 					r.Lost.Add(int64(d - 1))
+					if !video {
+						r.LostAudio.Add(int64(d - 1))
+					}
+				}
+				if len(missing) > 4096 {
+					clear(missing)
+				}
+				for s := lastSeq + 1; s != pkt.SequenceNumber; s++ {
+					missing[s] = struct{}{}
 				}
 				broken = true
 			}
