@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
@@ -106,7 +107,16 @@ func NewTransport(conf Config, log *slog.Logger) (*Transport, error) {
 			return nil, fmt.Errorf("webrtc.ice_tcp_port: listen %s: %w", tcpAddr, err)
 		}
 		t.tcpLn = ln
-		t.tcpMux = webrtc.NewICETCPMux(lf.NewLogger("ice-tcp"), ln, 64)
+		t.tcpMux = ice.NewTCPMuxDefault(ice.TCPMuxParams{
+			Listener:       ln,
+			Logger:         lf.NewLogger("ice-tcp"),
+			ReadBufferSize: 64,
+			// No write buffer: its writer goroutine can outlive Close
+			// (pion/ice v4.4.8), and ICE-TCP is only the fallback path.
+			// A connection that sends no STUN binding in time is dropped;
+			// Close waits for such connections, so this also bounds it.
+			FirstStunBindTimeout: 5 * time.Second,
+		})
 	}
 	if conf.TURN.Enabled {
 		if err := t.startTURN(lf); err != nil {
