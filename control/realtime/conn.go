@@ -22,7 +22,12 @@ type conn struct {
 	queue   []*websocket.PreparedMessage // nil entry = ping
 	writing bool
 	closed  bool
-	topics  []string // joined topics, a handful at most
+	// released is set once the handler is about to return: fasthttp then
+	// recycles the hijacked connection, so nobody may touch c.ws after it.
+	// serve sets it only after the writer goroutine has stopped.
+	released bool
+	idle     *sync.Cond // signalled when writing turns false
+	topics   []string   // joined topics, a handful at most
 }
 
 // clientMessage is every client → server message.
@@ -44,13 +49,19 @@ const (
 )
 
 func (c *conn) serve() {
+	c.mu.Lock()
+	if c.idle == nil {
+		c.idle = sync.NewCond(&c.mu)
+	}
+	c.mu.Unlock()
+	defer c.release()
 	defer c.hub.unregister(c)
 	defer c.close()
 	h := c.hub
 	wait := 3 * h.conf.PingInterval
 	c.ws.SetReadLimit(h.conf.MaxMessageBytes)
-	_ = c.ws.SetReadDeadline(time.Now().Add(wait))
-	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(wait)) })
+	_ = c.extendRead(wait)
+	c.ws.SetPongHandler(func(string) error { return c.extendRead(wait) })
 	if c.id.UserID != "" {
 		if err := h.join(c, UserTopic(c.id.UserID)); err != nil {
 			return
@@ -63,7 +74,9 @@ func (c *conn) serve() {
 		if err != nil {
 			return
 		}
-		_ = c.ws.SetReadDeadline(time.Now().Add(wait))
+		if c.extendRead(wait) != nil {
+			return
+		}
 		var m clientMessage
 		if err := json.Unmarshal(data, &m); err != nil {
 			c.fail("", codeBadMessage, "message is not valid JSON: "+err.Error())
@@ -196,9 +209,13 @@ func (c *conn) send(pm *websocket.PreparedMessage) {
 		return
 	}
 	if len(c.queue) >= c.hub.conf.SendQueue {
+		remote := ""
+		if !c.released {
+			remote = c.ws.RemoteAddr().String()
+		}
 		c.mu.Unlock()
 		c.hub.dropped.Add(1)
-		c.hub.log.Info("disconnecting slow websocket client", "remote", c.ws.RemoteAddr().String(), "user", c.identity().UserID, "queued", c.hub.conf.SendQueue)
+		c.hub.log.Info("disconnecting slow websocket client", "remote", remote, "user", c.identity().UserID, "queued", c.hub.conf.SendQueue)
 		c.close()
 		return
 	}
@@ -218,6 +235,9 @@ func (c *conn) flush() {
 		if c.closed || len(c.queue) == 0 {
 			c.writing = false
 			c.queue = nil // give the backing array back while idle
+			if c.idle != nil {
+				c.idle.Broadcast()
+			}
 			c.mu.Unlock()
 			return
 		}
@@ -243,23 +263,53 @@ func (c *conn) flush() {
 
 func (c *conn) close() {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.closed {
-		c.mu.Unlock()
 		return
 	}
 	c.closed = true
 	c.queue = nil
-	c.mu.Unlock()
-	// Closing the socket ends the reader, which unregisters the conn. A
-	// fasthttp-hijacked conn ignores Close (the server closes it once the
-	// handler returns), so close the TCP connection underneath; the expired
-	// read deadline wakes the reader even if that is not reachable.
-	nc := c.ws.NetConn()
-	_ = nc.SetReadDeadline(time.Now())
-	if u, ok := nc.(interface{ UnsafeConn() net.Conn }); ok {
-		nc = u.UnsafeConn()
+	// Ending the reader unregisters the conn and returns from the handler,
+	// after which fasthttp closes the hijacked TCP connection (Close on a
+	// hijacked conn is a no-op, and reaching under it races with fasthttp's
+	// release). An expired read deadline wakes the reader; extendRead never
+	// pushes it out again once closed is set.
+	if !c.released {
+		_ = c.ws.NetConn().SetReadDeadline(time.Now())
 	}
-	_ = nc.Close()
+}
+
+// goingAway tells the client the server is shutting down, then closes.
+func (c *conn) goingAway() {
+	c.mu.Lock()
+	if !c.closed && !c.released {
+		// WriteControl may run concurrently with the writer goroutine.
+		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
+	}
+	c.mu.Unlock()
+	c.close()
+}
+
+// release waits for the writer goroutine to stop and marks the conn as
+// released: after the handler returns, c.ws belongs to fasthttp again.
+func (c *conn) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	for c.writing {
+		c.idle.Wait()
+	}
+	c.released = true
+}
+
+// extendRead pushes the read deadline out unless the conn is closing.
+func (c *conn) extendRead(d time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return net.ErrClosed
+	}
+	return c.ws.SetReadDeadline(time.Now().Add(d))
 }
 
 func (c *conn) identity() Identity {

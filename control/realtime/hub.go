@@ -425,8 +425,7 @@ func (h *Hub) Close() {
 	h.mu.Unlock()
 	h.cancel()
 	for _, c := range all {
-		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
-		c.close()
+		c.goingAway()
 	}
 	h.wg.Wait()
 }
