@@ -19,6 +19,7 @@ import (
 
 	"github.com/liveengine/liveengine/engine"
 	"github.com/liveengine/liveengine/engine/enginetest"
+	"github.com/liveengine/liveengine/packager"
 	"github.com/liveengine/liveengine/sfu"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
@@ -84,6 +85,7 @@ type server struct {
 	eng  *engine.Engine
 	sfu  *sfu.SFU
 	whip *Server
+	hls  *packager.Packager
 	base string
 }
 
@@ -106,16 +108,26 @@ func newServer(t *testing.T, eng *engine.Engine) *server {
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
+	hls, err := packager.New(packager.DefaultConfig(), eng, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hls.Start(); err != nil {
+		t.Fatal(err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-		if bytes.HasPrefix(ctx.Path(), []byte("/whip")) {
+		switch {
+		case bytes.HasPrefix(ctx.Path(), []byte("/whip")):
 			w.Handle(ctx)
-			return
+		case bytes.HasPrefix(ctx.Path(), []byte("/hls/")):
+			hls.Handle(ctx)
+		default:
+			x.Handle(ctx)
 		}
-		x.Handle(ctx)
 	}}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(ln) }()
@@ -123,9 +135,10 @@ func newServer(t *testing.T, eng *engine.Engine) *server {
 		_ = srv.Shutdown()
 		<-done
 		w.Close()
+		hls.Close()
 		x.Close()
 	})
-	return &server{eng: eng, sfu: x, whip: w, base: "http://" + ln.Addr().String()}
+	return &server{eng: eng, sfu: x, whip: w, hls: hls, base: "http://" + ln.Addr().String()}
 }
 
 func clientAPI(t *testing.T) *webrtc.API {
@@ -540,4 +553,20 @@ func TestConfigValidate(t *testing.T) {
 	if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), "whip.connect_timeout") {
 		t.Fatalf("got %v", err)
 	}
+}
+
+// A WHIP stream gets LL-HLS with its Opus converted to AAC: ffprobe reads
+// the playlist and finds H.264 and AAC.
+func TestWHIPToHLS(t *testing.T) {
+	eng := enginetest.NewEngine(t)
+	srv := newServer(t, eng)
+	publish(t, srv.base, "/whip/hls1", "")
+	url := srv.base + "/hls/hls1/index.m3u8"
+	var out []byte
+	waitFor(t, 90*time.Second, "ffprobe to find h264 and aac in "+url, func() bool {
+		var err error
+		out, err = exec.Command("ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0", url).CombinedOutput()
+		return err == nil && strings.Contains(string(out), "h264") && strings.Contains(string(out), "aac")
+	})
+	t.Logf("ffprobe %s: %s", url, strings.Join(strings.Fields(string(out)), " "))
 }
