@@ -75,6 +75,9 @@ func (c *rtpClock) pts(ts uint32, epoch, now time.Time) time.Duration {
 // NewIngest prepares an ingest into pub, which must be authorized and not
 // started; the stream's tracks are [H264, Opus] (either may be absent).
 func NewIngest(pub *engine.Publisher, hasVideo, hasAudio bool, log *slog.Logger) *Ingest {
+	if log == nil {
+		log = slog.Default()
+	}
 	in := &Ingest{
 		pub:      pub,
 		hasVideo: hasVideo,

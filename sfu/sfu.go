@@ -10,6 +10,7 @@ import (
 	"embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"mime"
@@ -99,7 +100,7 @@ func (x *SFU) Collector() prometheus.Collector { return &x.tr.metrics }
 func (x *SFU) Start() error {
 	sub, err := x.eng.Bus().Subscribe(x.ctx, engine.TopicCommands)
 	if err != nil {
-		return err
+		return fmt.Errorf("sfu: subscribe to commands: %w", err)
 	}
 	x.spawn(func() {
 		defer sub.Close()
