@@ -135,3 +135,71 @@ func runCLI(b *testing.B, clip string, l Ladder) (wall, cpu time.Duration) {
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	return wall, cpuTime(ru)
 }
+
+// BenchmarkLadderLive publishes the 1080p30 clip in real time through the
+// engine with the default ladder on and reports the CPU the process spends
+// per live stream, in cores (the goal is 0.75 or less), and the frames the
+// overload policy had to drop.
+// Run: go test ./transcode -run XXX -bench LadderLive -benchtime 1x
+func BenchmarkLadderLive(b *testing.B) {
+	secs := 20
+	if s, err := strconv.Atoi(os.Getenv("LIVEENGINE_BENCH_SECONDS")); err == nil && s > 0 {
+		secs = s
+	}
+	clip := enginetest.Clip(b, enginetest.ClipSpec{Width: 1920, Height: 1080, FPS: 30, Seconds: 60, GOP: 60, Audio: true, Bitrate: "6000k"})
+	media, err := enginetest.ReadTS(clip)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Keep the first secs seconds.
+	keep := media.Units[:0:0]
+	for _, u := range media.Units {
+		if u.DTS < time.Duration(secs)*time.Second {
+			keep = append(keep, u)
+		}
+	}
+	media.Units = keep
+	for i := 0; i < b.N; i++ {
+		bus := engine.NewLocalBus()
+		eng, err := engine.New(engine.DefaultConfig(), bus, slog.New(slog.DiscardHandler))
+		if err != nil {
+			b.Fatal(err)
+		}
+		tr, err := New(DefaultConfig(), eng, slog.New(slog.DiscardHandler))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := tr.Start(); err != nil {
+			b.Fatal(err)
+		}
+		pub, err := eng.Authorize(b.Context(), engine.PublishRequest{Key: "live", Protocol: "bench"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := pub.Start(media.Tracks); err != nil {
+			b.Fatal(err)
+		}
+		var before, after syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+		start := time.Now()
+		enginetest.PlayMedia(pub.Context(), pub, media, enginetest.PublishOptions{Realtime: true})
+		pub.Close()
+		for len(tr.Jobs()) > 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		wall := time.Since(start)
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+		var dropped, encoded float64
+		for _, r := range tr.ladder.Rungs {
+			dropped += counterValueB(tr.m.dropped.WithLabelValues(r.Name))
+			encoded += counterValueB(tr.m.encoded.WithLabelValues(r.Name))
+		}
+		cores := (cpuTime(&after) - cpuTime(&before)).Seconds() / wall.Seconds()
+		b.ReportMetric(cores, "cores/stream")
+		b.ReportMetric(dropped, "frames_dropped")
+		b.Logf("live 1080p30 for %d s with the default ladder: %.2f cores, %.0f frames encoded, %.0f dropped", secs, cores, encoded, dropped)
+		tr.Close()
+		eng.Close()
+		bus.Close()
+	}
+}
