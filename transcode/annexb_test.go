@@ -42,3 +42,20 @@ func FuzzSplitAnnexB(f *testing.F) {
 		}
 	})
 }
+
+func TestUserDataSEICarriedBeforeSlices(t *testing.T) {
+	sei := []byte{0x06, 0x05, 0x18, 1, 2, 3}
+	other := []byte{0x06, 0x01, 0x02}
+	src := [][]byte{{0x09, 0xf0}, other, sei, {0x65, 0x88}}
+	got := userDataSEI(src)
+	if len(got) != 1 || &got[0][0] != &sei[0] {
+		t.Fatalf("userDataSEI = %v, want only the user-data SEI", got)
+	}
+	out := withUserData([][]byte{{0x67, 1}, {0x68, 2}, {0x65, 3}}, got)
+	if len(out) != 4 || out[2][0] != 0x06 || out[3][0] != 0x65 {
+		t.Fatalf("withUserData = %x", out)
+	}
+	if out := withUserData([][]byte{{0x41, 1}}, nil); len(out) != 1 {
+		t.Fatal("no SEI must leave the unit as it is")
+	}
+}

@@ -29,6 +29,10 @@ type timing struct {
 	ts  int64 // 90 kHz, the libav timestamp
 	pts time.Duration
 	ntp time.Time
+	// userData holds the source picture's user_data_unregistered SEI NAL
+	// units (timecodes, captions, latency stamps): libx264 drops them, so
+	// each rung puts them back into its picture of the same PTS.
+	userData [][]byte
 }
 
 // timeRing maps libav timestamps back to the source unit's exact PTS and
@@ -50,6 +54,37 @@ func (r *timeRing) get(ts int64) (timing, bool) {
 		}
 	}
 	return timing{ts: ts, pts: fromTS(ts)}, false
+}
+
+// userDataSEI returns the H.264 SEI NAL units of an access unit whose first
+// message is user_data_unregistered (payload type 5). The slices alias the
+// source unit, which is immutable.
+func userDataSEI(nalus [][]byte) [][]byte {
+	var out [][]byte
+	for _, n := range nalus {
+		if len(n) >= 2 && n[0]&0x1f == 6 && n[1] == 5 {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// withUserData inserts sei before the first slice NAL unit of an access unit.
+func withUserData(nalus, sei [][]byte) [][]byte {
+	if len(sei) == 0 {
+		return nalus
+	}
+	i := 0
+	for i < len(nalus) {
+		if t := nalus[i][0] & 0x1f; t >= 1 && t <= 5 {
+			break
+		}
+		i++
+	}
+	out := make([][]byte, 0, len(nalus)+len(sei))
+	out = append(out, nalus[:i]...)
+	out = append(out, sei...)
+	return append(out, nalus[i:]...)
 }
 
 func toTS(d time.Duration) int64    { return int64(d) * 9 / 100000 }
@@ -248,7 +283,7 @@ func (j *job) decode(u *engine.Unit) {
 	if u.Key {
 		j.pkt.SetFlags(j.pkt.Flags().Add(astiav.PacketFlagKey))
 	}
-	j.times.put(timing{ts: ts, pts: u.PTS, ntp: u.NTP})
+	j.times.put(timing{ts: ts, pts: u.PTS, ntp: u.NTP, userData: userDataSEI(u.NALUs)})
 	err := j.dec.SendPacket(j.pkt)
 	j.pkt.Unref()
 	if err != nil {

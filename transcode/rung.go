@@ -301,7 +301,7 @@ func (r *rung) receive() {
 		}
 		nalus = append(nalus, r.nalus...)
 		tm, _ := r.times.get(r.encPkt.Pts())
-		u := &engine.Unit{Track: 0, PTS: tm.pts, DTS: tm.pts, Key: key, NTP: tm.ntp, NALUs: nalus}
+		u := &engine.Unit{Track: 0, PTS: tm.pts, DTS: tm.pts, Key: key, NTP: tm.ntp, NALUs: withUserData(nalus, tm.userData)}
 		r.write(u)
 		r.encoded.Add(1)
 		r.encodedC.Inc()

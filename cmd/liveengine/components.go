@@ -95,6 +95,9 @@ func (n *node) buildEngineComponents() error {
 	n.register(pk.Collector())
 	n.routes = append(n.routes, route{"/hls/", pk.Handle})
 
+	// libav's own messages (x264 banners, decoder warnings) go to slog
+	// instead of raw stderr.
+	transcode.RouteLibavLogs(log)
 	tc, err := transcode.New(c.Transcode, n.eng, log)
 	if err != nil {
 		return err
