@@ -36,6 +36,9 @@ type HTTPConfig struct {
 	Addr string `yaml:"addr"`
 	// ShutdownTimeout bounds the graceful drain of HTTP requests.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Pprof serves Go's profiler at /debug/pprof/ (off by default: it
+	// exposes internals and costs CPU while profiling).
+	Pprof bool `yaml:"pprof"`
 }
 
 func defaultConfig() Config {

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
+	"github.com/valyala/fasthttp/pprofhandler"
 
 	"github.com/liveengine/liveengine/engine"
 	"github.com/liveengine/liveengine/engine/redisbus"
@@ -130,6 +131,10 @@ func (n *node) startHTTP() error {
 				r.handler(ctx)
 				return
 			}
+		}
+		if n.conf.HTTP.Pprof && strings.HasPrefix(p, "/debug/pprof/") {
+			pprofhandler.PprofHandler(ctx)
+			return
 		}
 		switch p {
 		case "/metrics":
