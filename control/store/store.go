@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/liveengine/liveengine/control/sqldb"
 )
 
@@ -37,16 +39,29 @@ func (s *Store) DB() *sqldb.DB { return s.db }
 // Migrate applies the store's migrations.
 func (s *Store) Migrate(ctx context.Context) error { return Migrate(ctx, s.db) }
 
+// dbContext keeps a request's context from outliving its request.
+// Handlers pass their *fasthttp.RequestCtx, which fasthttp recycles when the
+// handler returns; database/sql watches a cancellable context from a
+// goroutine of its own (and reads its cause when it fires, as at server
+// shutdown), which raced with that recycling. Queries from handlers run
+// without the request's cancellation; the request's values stay readable.
+func dbContext(ctx context.Context) context.Context {
+	if _, ok := ctx.(*fasthttp.RequestCtx); ok {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
+}
+
 func (s *Store) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return s.db.ExecContext(ctx, s.db.Rebind(q), args...)
+	return s.db.ExecContext(dbContext(ctx), s.db.Rebind(q), args...)
 }
 
 func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	return s.db.QueryRowContext(ctx, s.db.Rebind(q), args...)
+	return s.db.QueryRowContext(dbContext(ctx), s.db.Rebind(q), args...)
 }
 
 func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return s.db.QueryContext(ctx, s.db.Rebind(q), args...)
+	return s.db.QueryContext(dbContext(ctx), s.db.Rebind(q), args...)
 }
 
 func nowMillis() int64 { return time.Now().UnixMilli() }
