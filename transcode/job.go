@@ -445,8 +445,15 @@ func (j *job) updateLoad(pts time.Duration) {
 		j.wallBase, j.ptsBase, lag = now, pts, 0
 	}
 	busy := lag > maxLag || now.Sub(j.lastBusy) < overloadStep
-	for _, r := range j.rungs {
-		if len(r.in)*2 >= cap(r.in) || time.Duration(r.encNanos.Load()) > j.frameDur {
+	n := len(j.rungs)
+	for i, r := range j.rungs {
+		if len(r.in)*2 >= cap(r.in) {
+			busy = true
+		}
+		// Encode time only speaks for a rung that encodes every frame: a
+		// shedding rung encodes mostly keyframes, the dearest frames, and
+		// its average would keep the job "busy" forever.
+		if shedding := j.level > n-1-i; !shedding && time.Duration(r.encNanos.Load()) > j.frameDur {
 			busy = true
 		}
 	}
@@ -465,12 +472,23 @@ func (j *job) updateLoad(pts time.Duration) {
 		}
 		j.level++
 		j.lastChange = now
+		j.resetEncodeTimes()
 	case !busy && j.level > 0 && now.Sub(j.lastChange) >= calmStep && now.Sub(j.lastBusy) >= calmStep:
 		j.level--
 		j.lastChange = now
+		j.resetEncodeTimes()
 		if j.level == 0 {
 			j.log.Info("transcoder caught up", "episode", j.episode, "frames_dropped", j.dropped()-j.epDropped)
 		}
+	}
+}
+
+// resetEncodeTimes starts the encode-time averages afresh after the
+// overload level changed: what a rung cost while shedding says nothing about
+// what it costs at full rate.
+func (j *job) resetEncodeTimes() {
+	for _, r := range j.rungs {
+		r.encNanos.Store(0)
 	}
 }
 
