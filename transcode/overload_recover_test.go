@@ -1,0 +1,80 @@
+package transcode
+
+import (
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+)
+
+// TestOverloadLevelRecovers drives the overload policy with synthetic
+// signals: a rung whose encode time exceeds the frame interval raises the
+// level to its maximum; once the queues are empty and the source clock is
+// kept, the level must come back to 0 even though the shedding rungs' last
+// encode-time averages (keyframes only) are still high. The level used to
+// stick at its maximum, leaving every rung at keyframes only for good.
+func TestOverloadLevelRecovers(t *testing.T) {
+	j := &job{
+		t:        &Transcoder{m: newMetrics()},
+		log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		frameDur: 33 * time.Millisecond,
+	}
+	for i := 0; i < 3; i++ {
+		j.rungs = append(j.rungs, &rung{j: j, in: make(chan frameItem, 8)})
+	}
+	maxLevel := 2 * len(j.rungs)
+
+	// Fake clock: each step is one frame interval of source time, and the
+	// policy's timestamps are moved back so its pacing (1 s to rise, 5 s
+	// calm to fall) passes without sleeping.
+	pts := time.Duration(0)
+	step := func() {
+		pts += j.frameDur
+		j.wallBase = time.Now().Add(-pts) // decoding exactly on the source clock
+		j.ptsBase = 0
+		j.lastChange = j.lastChange.Add(-6 * time.Second)
+		if !j.lastBusy.IsZero() {
+			j.lastBusy = j.lastBusy.Add(-6 * time.Second)
+		}
+		j.updateLoad(pts)
+	}
+
+	// Overload: every rung is slower than real time, its queue backs up.
+	for _, r := range j.rungs {
+		for len(r.in) < cap(r.in)/2 {
+			r.in <- frameItem{}
+		}
+	}
+	for i := 0; i < 50 && j.level < maxLevel; i++ {
+		for _, r := range j.rungs {
+			r.encNanos.Store(int64(80 * time.Millisecond))
+		}
+		step()
+	}
+	if j.level != maxLevel {
+		t.Fatalf("level %d under sustained overload, want %d", j.level, maxLevel)
+	}
+
+	for _, r := range j.rungs {
+		for len(r.in) > 0 {
+			<-r.in
+		}
+	}
+	// Load gone. Shedding rungs only encode keyframes, so their averages
+	// stay high; they must not count. Rungs that encode every frame report
+	// a cheap frame time.
+	for i := 0; i < 200 && j.level > 0; i++ {
+		n := len(j.rungs)
+		for k, r := range j.rungs {
+			if j.level > n-1-k {
+				r.encNanos.Store(int64(80 * time.Millisecond)) // keyframes only
+			} else {
+				r.encNanos.Store(int64(5 * time.Millisecond))
+			}
+		}
+		step()
+	}
+	if j.level != 0 {
+		t.Fatalf("overload level stuck at %d after the load went away", j.level)
+	}
+}
