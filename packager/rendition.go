@@ -503,9 +503,11 @@ func (r *rendition) finishPart(end time.Duration) {
 		}
 	}
 	r.report.Store(r.cur.msn<<16 | uint64(len(r.cur.parts)))
+	// The generation moves before waiters wake: a woken blocking reload
+	// must not be answered from the playlist cached before this change.
+	r.grp.gen.Add(1)
 	r.broadcastLocked()
 	r.mu.Unlock()
-	r.grp.gen.Add(1)
 
 	r.partIndex++
 	r.partStart = end
@@ -538,9 +540,11 @@ func (r *rendition) completeSegment(end time.Duration) {
 		r.segs = append(r.segs, seg)
 		r.pk.metrics.segments.Add(1)
 	}
+	// The generation moves before waiters wake: a woken blocking reload
+	// must not be answered from the playlist cached before this change.
+	r.grp.gen.Add(1)
 	r.broadcastLocked()
 	r.mu.Unlock()
-	r.grp.gen.Add(1)
 	r.lastSegSize = len(r.buf)
 	r.buf = nil
 }
@@ -575,9 +579,11 @@ func (r *rendition) onEnd() {
 	r.ended = true
 	r.endedAt = time.Now()
 	r.cur = nil
+	// The generation moves before waiters wake: a woken blocking reload
+	// must not be answered from the playlist cached before this change.
+	r.grp.gen.Add(1)
 	r.broadcastLocked()
 	r.mu.Unlock()
-	r.grp.gen.Add(1)
 	r.log.Info("hls rendition ended", "rendition", r.name, "last_msn", r.msn, "dropped_units", r.badUnits)
 }
 
