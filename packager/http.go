@@ -1,6 +1,7 @@
 package packager
 
 import (
+	"bytes"
 	"errors"
 	"strconv"
 	"time"
@@ -136,6 +137,12 @@ func (p *Packager) viewer(ctx *fasthttp.RequestCtx, g *group) {
 
 // startupHold is how long requests for a stream that is live but has not
 // produced its first part yet are held: long enough for a keyframe.
+// partsUnaware reports whether a User-Agent belongs to an HLS client that
+// plays only whole segments: libavformat (ffmpeg, ffplay, mpv) and VLC.
+func partsUnaware(ua []byte) bool {
+	return bytes.HasPrefix(ua, []byte("Lavf/")) || bytes.Contains(ua, []byte("VLC/"))
+}
+
 func (p *Packager) startupHold() time.Duration {
 	d := 3 * p.conf.SegmentDuration
 	if d < 5*time.Second {
@@ -196,8 +203,17 @@ func (p *Packager) servePlaylist(ctx *fasthttp.RequestCtx, g *group, r *renditio
 		limit = r.holdLimitLocked()
 	}
 	deadline := time.Now().Add(limit)
-	// The first playlist is ready as soon as the first part exists.
+	// The first playlist is ready as soon as the first part exists, for
+	// LL-HLS players. Players that ignore EXT-X-PART (ffmpeg/ffplay/mpv,
+	// VLC) see such a playlist as empty and give up, so they wait for the
+	// first complete segment instead.
 	hasMedia := func() bool { return len(r.segs) > 0 || (r.cur != nil && len(r.cur.parts) > 0) }
+	if !br.active && partsUnaware(ctx.UserAgent()) {
+		hasMedia = func() bool { return len(r.segs) > 0 }
+		if d := time.Now().Add(p.startupHold()); d.After(deadline) {
+			deadline = d
+		}
+	}
 	if !r.waitLocked(hasMedia, deadline) {
 		if r.ended {
 			p.fail(ctx, fasthttp.StatusNotFound, "rendition ended before it produced media")
