@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
@@ -68,27 +67,10 @@ func (v *hlsViewers) run(ctx context.Context, r *Run) error {
 		Timeout:   20 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: 4 * *v.n, MaxConnsPerHost: 0, DisableCompression: true},
 	}
-	var wg sync.WaitGroup
-	for i := 0; i < *v.n; i++ {
-		if i > 0 && *v.stagger > 0 {
-			select {
-			case <-ctx.Done():
-			case <-time.After(*v.stagger):
-			}
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			retry(ctx, r, func() error {
-				p := &HLSPlayer{Client: client, URL: *v.url, Variant: *v.variant, Run: r}
-				return p.Play(ctx)
-			})
-		}()
-	}
-	wg.Wait()
+	runClients(ctx, r, *v.n, *v.stagger, func() error {
+		p := &HLSPlayer{Client: client, URL: *v.url, Variant: *v.variant, Run: r}
+		return p.Play(ctx)
+	})
 	return nil
 }
 

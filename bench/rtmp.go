@@ -136,6 +136,29 @@ func (c *rtmpPublish) run(ctx context.Context, r *Run) error {
 	return nil
 }
 
+// runClients starts n copies of client, stagger apart, each restarted by
+// retry until ctx ends, and waits for them.
+func runClients(ctx context.Context, r *Run, n int, stagger time.Duration, client func() error) {
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		if i > 0 && stagger > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(stagger):
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			retry(ctx, r, client)
+		}()
+	}
+	wg.Wait()
+}
+
 // retry runs a client until ctx ends, counting each failure and starting
 // again after a second, like a real encoder or player would.
 func retry(ctx context.Context, r *Run, client func() error) {

@@ -196,24 +196,7 @@ func (v *whepViewers) prepare(context.Context) error {
 func (v *whepViewers) run(ctx context.Context, r *Run) error {
 	v.pub.start(ctx, r)
 	defer v.pub.wait()
-	var wg sync.WaitGroup
-	for i := 0; i < *v.n; i++ {
-		if i > 0 && *v.stagger > 0 {
-			select {
-			case <-ctx.Done():
-			case <-time.After(*v.stagger):
-			}
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			retry(ctx, r, func() error { return WatchWHEP(ctx, v.api, *v.url, *v.token, r) })
-		}()
-	}
-	wg.Wait()
+	runClients(ctx, r, *v.n, *v.stagger, func() error { return WatchWHEP(ctx, v.api, *v.url, *v.token, r) })
 	return nil
 }
 
