@@ -9,7 +9,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 TEST_TIMEOUT ?= 30m
 TEST_FLAGS ?= -race -count=1
 
-.PHONY: all deps build run test test-short bench fuzz vet fmt clean
+.PHONY: all deps build run test test-short bench fuzz vet fmt clean browser-check
 
 all: build
 
@@ -37,6 +37,12 @@ fuzz: deps
 	    echo "== $$spec $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$spec || exit 1; \
 	  done; \
 	done
+
+# Tried as a new user would, in headless Chromium: hls.js, the WHEP and WHIP
+# pages, a three-tab call, chat and gifts (scripts/browser/check.js). Not
+# part of `test`.
+browser-check: build
+	@bash scripts/browser/run.sh
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./engine/

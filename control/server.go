@@ -224,6 +224,9 @@ func (s *Server) serveHTTP(ctx *fasthttp.RequestCtx) {
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
 		return
 	}
+	if serveWeb(ctx, method, path) {
+		return
+	}
 	rt, params, allowed := s.router.match(method, path)
 	switch {
 	case rt == nil && len(allowed) > 0:

@@ -28,6 +28,8 @@ Usage:
   liveengine bench SCENARIO [flags] load generators (liveengine bench -h)
   liveengine invariants [-config FILE]           check the money ledger's invariants
   liveengine leaderboard-rebuild [-config FILE]  rebuild leaderboards from the ledger
+  liveengine room-token -room R -identity U [-name N] [-kind call|live]
+                                    mint a room join token (webrtc.room_secret)
   liveengine version
 
 Every config key can be overridden by an environment variable:
@@ -50,6 +52,8 @@ func main() {
 		err = runInvariants(args)
 	case "leaderboard-rebuild":
 		err = runLeaderboardRebuild(args)
+	case "room-token":
+		err = runRoomToken(args)
 	case "version":
 		fmt.Println("liveengine", buildVersion())
 	case "help", "-h", "--help":

@@ -1,0 +1,450 @@
+// make browser-check: LiveEngine tried as a new user would, in headless
+// Chromium. It starts `liveengine all` on free loopback ports with a temp data
+// dir, pushes a test clip over RTMP with the ffmpeg CLI, and drives the
+// server's own pages:
+//   a) hls.js plays /hls/ID/index.m3u8 (webrtc/hls.html)
+//   b) the WHEP player page plays the same stream (webrtc/whep.html)
+//   c) a browser publishes over WHIP with the fake camera and microphone
+//      (webrtc/whip.html, what OBS's WHIP output does); it plays over HLS
+//      (ffprobe) and WHEP
+//   d) three tabs hold a call (webrtc/room.html, tokens from
+//      `liveengine room-token`); one leaves and the others see it go
+//   e) two tabs on the control demo page (http://CONTROL/) chat, and a gift
+//      bought with the sandbox top-up shows as an animation event in both
+// Each check prints PASS or FAIL with figures; the exit code is 1 when any
+// failed. CHECKS=a,b runs a subset; KEEP=1 keeps the temp dir and logs.
+"use strict";
+const { chromium } = require("playwright-core");
+const { spawn, execFile } = require("child_process");
+const crypto = require("crypto");
+const dgram = require("dgram");
+const fs = require("fs");
+const net = require("net");
+const os = require("os");
+const path = require("path");
+
+const ROOT = path.resolve(__dirname, "../..");
+const BIN = process.env.LIVEENGINE_BIN || path.join(ROOT, "bin/liveengine");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const CHECKS = (process.env.CHECKS || "a,b,c,d,e").split(",");
+const t0 = Date.now();
+const results = [];
+const children = [];
+let browser = null, tmp = null, cleaning = null;
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const secs = (ms) => (ms / 1000).toFixed(1) + " s";
+function say(m) { console.log(`[${secs(Date.now() - t0).padStart(6)}] ${m}`); }
+
+// poll calls fn until it returns a truthy value or the deadline passes.
+async function poll(what, ms, fn, every = 250) {
+  const end = Date.now() + ms;
+  let last;
+  for (;;) {
+    try { last = await fn(); if (last) return last; } catch (err) { last = err; }
+    if (Date.now() > end) throw new Error(`timed out after ${secs(ms)} waiting for ${what}` + (last instanceof Error ? `: ${last.message}` : ""));
+    await sleep(every);
+  }
+}
+
+function record(id, name, ok, figures) {
+  results.push({ id, name, ok, figures });
+  console.log(`${ok ? "PASS" : "FAIL"} ${id}) ${name}: ${figures}`);
+}
+
+// ---- processes -------------------------------------------------------------
+
+function start(name, cmd, args, env) {
+  const out = fs.openSync(path.join(tmp, name + ".log"), "a");
+  const p = spawn(cmd, args, { env: Object.assign({}, process.env, env), stdio: ["ignore", out, out], detached: true });
+  p.logName = name;
+  p.exited = new Promise((r) => p.on("exit", (code, sig) => { p.done = true; r(code ?? sig); }));
+  children.push(p);
+  return p;
+}
+
+async function stopChild(p) {
+  if (p.done) return;
+  try { process.kill(-p.pid, "SIGTERM"); } catch (err) { return; }
+  const t = await Promise.race([p.exited, sleep(15000).then(() => "timeout")]);
+  if (t === "timeout") { try { process.kill(-p.pid, "SIGKILL"); } catch (err) {} await p.exited; }
+}
+
+function logTail(name, n = 25) {
+  try { return fs.readFileSync(path.join(tmp, name + ".log"), "utf8").trim().split("\n").slice(-n).join("\n"); } catch (err) { return ""; }
+}
+
+function run(cmd, args, opts = {}) {
+  return new Promise((ok, fail) => execFile(cmd, args, Object.assign({ maxBuffer: 1 << 24, timeout: 60000 }, opts), (err, stdout, stderr) => {
+    if (err) fail(new Error(`${path.basename(cmd)} ${args.slice(0, 3).join(" ")}…: ${err.message} ${stderr}`.trim()));
+    else ok(stdout);
+  }));
+}
+
+async function cleanup() {
+  if (cleaning) return cleaning;
+  cleaning = (async () => {
+    if (browser) await browser.close().catch(() => {});
+    for (const p of children.slice().reverse()) await stopChild(p);
+    if (tmp && !process.env.KEEP) fs.rmSync(tmp, { recursive: true, force: true });
+    else if (tmp) say("kept " + tmp);
+  })();
+  return cleaning;
+}
+for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, async () => { say("interrupted"); await cleanup(); process.exit(130); });
+
+// ---- ports -----------------------------------------------------------------
+
+function freeTCP() {
+  return new Promise((ok, fail) => {
+    const s = net.createServer();
+    s.on("error", fail);
+    s.listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => ok(p)); });
+  });
+}
+
+function udpFree(port) {
+  return new Promise((ok) => {
+    const s = dgram.createSocket("udp4");
+    s.on("error", () => ok(false));
+    s.bind(port, "127.0.0.1", () => s.close(() => ok(true)));
+  });
+}
+
+// ICE uses one port number for UDP and TCP.
+async function freeICE() {
+  for (let i = 0; i < 20; i++) {
+    const p = await freeTCP();
+    if (await udpFree(p)) return p;
+  }
+  throw new Error("no port free for both UDP and TCP");
+}
+
+// ---- HTTP ------------------------------------------------------------------
+
+async function http(method, url, body, headers = {}) {
+  const h = Object.assign({}, headers);
+  if (body !== undefined) h["Content-Type"] = "application/json";
+  const res = await fetch(url, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  let data = null;
+  try { data = JSON.parse(text); } catch (err) {}
+  if (!res.ok) throw new Error(`${method} ${url}: ${res.status} ${text.slice(0, 300)}`);
+  return data;
+}
+
+// ---- the checks --------------------------------------------------------------
+
+// a) hls.js in low-latency mode plays the multivariant playlist.
+async function checkHLS(ctx, env, streamID) {
+  const page = await ctx.newPage();
+  await page.goto(`${env.engine}/webrtc/hls.html?stream=${streamID}` + (process.env.HLS_RENDITION ? "&rendition=" + process.env.HLS_RENDITION : ""));
+  const r0 = await poll("the first frame", 20000, () => page.evaluate(() => report.firstFrame !== null || report.fatal ? report : null));
+  if (r0.fatal) throw new Error("fatal hls.js error " + r0.fatal);
+  // Frames advance for 10 s: a sample every second, each later than the last.
+  const samples = [];
+  const q0 = await page.evaluate(() => document.getElementById("v").getVideoPlaybackQuality().totalVideoFrames);
+  let stuck = 0;
+  for (let i = 0; i < 11; i++) {
+    await sleep(1000);
+    const s = await page.evaluate(() => ({ t: report.currentTime, lat: report.latency, w: report.width, fatal: report.fatal,
+      frames: document.getElementById("v").getVideoPlaybackQuality().totalVideoFrames }));
+    if (s.fatal) throw new Error("fatal hls.js error " + s.fatal);
+    if (samples.length && s.t <= samples[samples.length - 1].t) stuck++;
+    samples.push(s);
+  }
+  const r = await page.evaluate(() => report);
+  const advanced = samples[samples.length - 1].t - samples[0].t;
+  const frames = samples[samples.length - 1].frames - q0;
+  const lats = samples.map((s) => s.lat).filter((x) => x != null).sort((a, b) => a - b);
+  const ok = stuck === 0 && advanced >= 9 && samples[0].w > 0 && !r.fatal;
+  record("a", "hls.js 1.7.4 plays LL-HLS index.m3u8", ok,
+    `first frame ${r.firstFrame} ms, ${advanced.toFixed(1)} s played in 10 s wall (${frames} frames, ${stuck} stuck samples), ` +
+    `${samples[0].w}px wide, levels [${r.levels}], stalls ${r.stalls}, latency p50 ${lats.length ? lats[lats.length >> 1].toFixed(2) : "?"} s` +
+    ` max ${lats.length ? lats[lats.length - 1].toFixed(2) : "?"} s, non-fatal errors [${[...new Set(r.errors)].join(", ")}]`);
+  await page.close();
+}
+
+// playWHEP opens the WHEP player page and waits for advancing video.
+async function playWHEP(ctx, env, streamID) {
+  const page = await ctx.newPage();
+  const start = Date.now();
+  await page.goto(`${env.engine}/webrtc/whep.html?stream=${streamID}`);
+  await poll("WHEP video", 20000, () => page.evaluate(() => {
+    if (report.error) throw new Error(report.error);
+    return document.getElementById("v").videoWidth > 0 && document.getElementById("v").currentTime > 0;
+  }));
+  const firstFrame = Date.now() - start;
+  const a = await page.evaluate(() => document.getElementById("v").currentTime);
+  await sleep(4000);
+  const s = await page.evaluate(async () => {
+    const v = document.getElementById("v");
+    const stats = { audioBytes: 0, videoBytes: 0, audioPackets: 0, framesDecoded: 0, codecs: [] };
+    const st = await pc.getStats();
+    const codecs = {};
+    st.forEach((x) => { if (x.type === "codec") codecs[x.id] = x.mimeType; });
+    st.forEach((x) => {
+      if (x.type !== "inbound-rtp") return;
+      if (x.kind === "audio") { stats.audioBytes = x.bytesReceived; stats.audioPackets = x.packetsReceived; }
+      if (x.kind === "video") { stats.videoBytes = x.bytesReceived; stats.framesDecoded = x.framesDecoded; }
+      if (codecs[x.codecId]) stats.codecs.push(codecs[x.codecId]);
+    });
+    const ms = v.srcObject;
+    return Object.assign(stats, { t: v.currentTime, w: v.videoWidth, h: v.videoHeight,
+      audioTracks: ms.getAudioTracks().filter((t) => t.readyState === "live").length, tracks: report.tracks, state: report.state });
+  });
+  s.advanced = s.t - a;
+  s.firstFrame = firstFrame;
+  s.page = page;
+  return s;
+}
+
+function whepFigures(s) {
+  return `first frame ${s.firstFrame} ms, ${s.w}x${s.h}, ${s.advanced.toFixed(1)} s played in 4 s, ${s.framesDecoded} frames decoded, ` +
+    `audio track ${s.audioTracks ? "live" : "missing"} (${s.audioPackets} packets), codecs [${s.codecs.join(", ")}], ${s.state}`;
+}
+
+const whepOK = (s) => s.w > 0 && s.advanced >= 2.5 && s.audioTracks > 0 && s.audioPackets > 0;
+
+// b) the WHEP player page plays the RTMP stream: H.264 passthrough, AAC → Opus.
+async function checkWHEP(ctx, env, streamID) {
+  const s = await playWHEP(ctx, env, streamID);
+  record("b", "WHEP player page plays the RTMP stream", whepOK(s), whepFigures(s));
+  await s.page.close();
+}
+
+// c) the browser publishes over WHIP as OBS would; HLS (ffprobe) and WHEP play it.
+async function checkWHIP(ctx, env, stream) {
+  const pub = await ctx.newPage();
+  const start = Date.now();
+  await pub.goto(`${env.engine}/webrtc/whip.html?key=${stream.stream_key}`);
+  await poll("the WHIP session to connect", 20000, () => pub.evaluate(() => {
+    if (report.error) throw new Error(report.error);
+    return report.state === "connected";
+  }));
+  const connected = Date.now() - start;
+  // The playlist of the stream's public id appears once the first segment is cut.
+  const hlsURL = `${env.engine}/hls/${stream.id}/index.m3u8`;
+  await poll("the WHIP stream's HLS playlist", 30000, async () => (await fetch(hlsURL)).ok, 500);
+  const playlistAt = Date.now() - start;
+  const probe = JSON.parse(await run("ffprobe", ["-v", "error", "-rw_timeout", "15000000", "-show_entries", "stream=codec_type,codec_name,width,height,sample_rate",
+    "-of", "json", `${env.engine}/hls/${stream.id}/source/stream.m3u8`]));
+  const byType = {};
+  for (const s of probe.streams || []) byType[s.codec_type] = s;
+  const hlsOK = byType.video && byType.video.codec_name === "h264" && byType.audio && byType.audio.codec_name === "aac";
+  const hlsFig = `ffprobe: ${byType.video ? `${byType.video.codec_name} ${byType.video.width}x${byType.video.height}` : "no video"}, ` +
+    `${byType.audio ? `${byType.audio.codec_name} ${byType.audio.sample_rate} Hz` : "no audio"}`;
+  const s = await playWHEP(ctx, env, stream.id);
+  const ok = hlsOK && whepOK(s);
+  record("c", "browser WHIP publish (fake camera + mic) plays over HLS and WHEP", ok,
+    `connected in ${connected} ms, playlist after ${playlistAt} ms, ${hlsFig}; WHEP: ${whepFigures(s)}`);
+  await s.page.close();
+  await pub.evaluate(() => stop());
+  await pub.close();
+}
+
+// roomView is what one room tab shows: its remote video tiles.
+function roomView(page) {
+  return page.evaluate(() => [...document.querySelectorAll("#grid .tile")].filter((t) => !t.id.startsWith("t-self")).map((t) => {
+    const v = t.querySelector("video");
+    return { id: t.id, label: t.querySelector("span").textContent, w: v.videoWidth, t: v.currentTime };
+  }));
+}
+
+// d) three tabs join one call, each sees and plays the other two; one leaves.
+async function checkRoom(ctx, env) {
+  const names = ["ana", "ben", "caro"];
+  const room = "call-" + crypto.randomBytes(3).toString("hex");
+  const pages = [];
+  const start = Date.now();
+  for (const n of names) {
+    const out = await run(BIN, ["room-token", "-config", "", "-room", room, "-identity", n, "-name", n.toUpperCase()], { env: Object.assign({}, process.env, env.vars) });
+    const page = await ctx.newPage();
+    page.on("pageerror", (e) => say(`room ${n}: page error ${e.message}`));
+    await page.goto(`${env.engine}/webrtc/room.html?token=${out.split("\n")[0].trim()}`);
+    await poll(`${n} to join`, 10000, () => page.evaluate(() => /in call-/.test(document.getElementById("who").textContent)));
+    await page.click("#cam");
+    await page.click("#mic");
+    pages.push(page);
+  }
+  const others = (i) => names.filter((_, j) => j !== i).map((n) => n.toUpperCase());
+  // Each tab: two remote video tiles labelled with the other two, playing.
+  let views;
+  const allPlaying = async () => {
+    views = await Promise.all(pages.map(roomView));
+    return views.every((v, i) => v.length === 2 && others(i).every((o) => v.some((x) => x.label.startsWith(o) && x.w > 0 && x.t > 0)));
+  };
+  let err = null;
+  try { await poll("every tab to play the other two", 25000, allPlaying, 500); } catch (e) { err = e; }
+  const mediaAt = Date.now() - start;
+  if (err) {
+    record("d", "three tabs hold a call", false, `${err.message}; tiles: ${JSON.stringify(views)}`);
+    for (const [i, p] of pages.entries()) say(`${names[i]} log:\n` + await p.evaluate(() => document.getElementById("log").textContent));
+    return;
+  }
+  const before = await Promise.all(pages.map(roomView));
+  await sleep(2000);
+  const after = await Promise.all(pages.map(roomView));
+  const advancing = after.every((v, i) => v.every((x) => { const b = before[i].find((y) => y.id === x.id); return b && x.t > b.t; }));
+  // The third tab leaves; the others see its tile go.
+  const leaveAt = Date.now();
+  await pages[2].click("#leave");
+  let gone = true;
+  try {
+    await poll("CARO's tile to go in the other tabs", 15000, async () => {
+      views = await Promise.all(pages.slice(0, 2).map(roomView));
+      return views.every((v) => v.length === 1 && !v.some((x) => x.label.startsWith("CARO")));
+    }, 250);
+  } catch (e) { gone = false; err = e; }
+  const leftIn = Date.now() - leaveAt;
+  const logs = await pages[0].evaluate(() => document.getElementById("log").textContent);
+  const toldLeft = /caro left/.test(logs);
+  const sizes = after.map((v) => v.map((x) => x.w).join("/")).join(", ");
+  record("d", "three tabs hold a call (room.html)", advancing && gone && toldLeft,
+    `all 3 tabs playing the other 2 after ${mediaAt} ms (remote widths ${sizes}), video ${advancing ? "advancing" : "NOT advancing"} in every tile; ` +
+    `after CARO left: ${gone ? `tile gone in ${leftIn} ms` : `tile still there after ${leftIn} ms (${err && err.message})`}, ` +
+    `participant_left ${toldLeft ? "shown" : "NOT shown"}`);
+  for (const p of pages) await p.close();
+}
+
+// e) two tabs on the control demo page: chat both ways, a sandbox top-up and a
+// gift whose animation event reaches both tabs.
+async function checkChat(ctx, env, stream) {
+  const users = ["dora", "eli"];
+  const pages = [];
+  for (const u of users) {
+    const c = await browser.newContext(); // separate tabs, separate sessionStorage anyway
+    const page = await c.newPage();
+    page.on("pageerror", (e) => say(`demo ${u}: page error ${e.message}`));
+    await page.goto(`${env.control}/?stream=${stream.id}`);
+    await page.fill("#auth [name=username]", u);
+    await page.fill("#auth [name=password]", "correct horse battery");
+    await page.click("#auth [name=register]");
+    await poll(`${u} to join the chat`, 15000, () => page.evaluate((id) => report.subscribed === id, stream.id));
+    pages.push(page);
+  }
+  // Chat: each tab says one line, both tabs see both lines.
+  const sent = Date.now();
+  await pages[0].fill("#say [name=body]", "hello from dora");
+  await pages[0].press("#say [name=body]", "Enter");
+  await pages[1].fill("#say [name=body]", "hi dora, eli here");
+  await pages[1].press("#say [name=body]", "Enter");
+  let chatErr = null;
+  try {
+    await poll("both comments in both tabs", 10000, async () => (await Promise.all(pages.map((p) => p.evaluate(() => report.comments.map((c) => c.body))))).every(
+      (list) => list.includes("hello from dora") && list.includes("hi dora, eli here")));
+  } catch (e) { chatErr = e; }
+  const chatMs = Date.now() - sent;
+  let video = null, videoErr = null;
+  try {
+    video = await poll("the demo page's video to play", 15000, () => pages[1].evaluate(() => {
+      const v = document.getElementById("v");
+      return v.videoWidth > 0 && v.currentTime > 1 && { w: v.videoWidth, t: v.currentTime, firstFrame: Math.round(report.firstFrame) };
+    }));
+  } catch (e) { videoErr = e; say("demo page log: " + await pages[1].evaluate(() => document.getElementById("log").textContent + " errors: " + report.errors.join("; "))); }
+  record("e", "chat between two tabs (control demo page, hls.js video)", !chatErr && !videoErr, chatErr ? chatErr.message :
+    `both lines in both tabs after ${chatMs} ms; ` + (videoErr ? videoErr.message : `video ${video.w}px wide, first frame ${video.firstFrame} ms after load, t=${video.t.toFixed(1)} s`));
+  // Gift: eli buys coins with the sandbox and sends the first gift of the catalog.
+  await pages[1].click("#topup");
+  const coins = await poll("the sandbox top-up", 10000, () => pages[1].evaluate(() => Number(document.getElementById("coins").textContent) >= 1000 && document.getElementById("coins").textContent));
+  await poll("the gift buttons", 10000, () => pages[1].evaluate(() => document.querySelectorAll("#gifts button").length > 0));
+  const gave = Date.now();
+  await pages[1].click("#gifts button");
+  let giftErr = null;
+  try {
+    await poll("the gift event and its animation in both tabs", 10000, async () => (await Promise.all(pages.map((p) => p.evaluate(() => report.gifts.length > 0 && report.animations > 0)))).every(Boolean));
+  } catch (e) { giftErr = e; }
+  const giftMs = Date.now() - gave;
+  const seen = await Promise.all(pages.map((p) => p.evaluate(() => report.gifts[0])));
+  const balance = await pages[1].evaluate(() => document.getElementById("coins").textContent);
+  const earnings = await http("GET", `${env.api}/earnings`, undefined, { Authorization: "Bearer " + env.streamerToken }).catch((e) => ({ error: e.message }));
+  record("e", "gift after a sandbox top-up, animation event in both tabs", !giftErr,
+    giftErr ? giftErr.message : `topped up to ${coins} coins, gift "${seen[0].name}" (${seen[0].coins} coins) animated in both tabs ${giftMs} ms after the click, ` +
+    `sender balance ${balance}, streamer earnings ${JSON.stringify(earnings).slice(0, 120)}`);
+  for (const p of pages) await p.context().close();
+}
+
+// ---- main --------------------------------------------------------------------
+
+async function main() {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "le-browser-"));
+  const [httpPort, controlPort, rtmpPort, icePort] = [await freeTCP(), await freeTCP(), await freeTCP(), await freeICE()];
+  const engine = `http://127.0.0.1:${httpPort}`, control = `http://127.0.0.1:${controlPort}`;
+  const vars = {
+    LIVEENGINE_HTTP_ADDR: `127.0.0.1:${httpPort}`,
+    LIVEENGINE_CONTROL_ADDR: `127.0.0.1:${controlPort}`,
+    LIVEENGINE_RTMP_ADDR: `127.0.0.1:${rtmpPort}`,
+    LIVEENGINE_WEBRTC_ICE_UDP_PORT: String(icePort),
+    LIVEENGINE_WEBRTC_ICE_TCP_PORT: String(icePort),
+    LIVEENGINE_WEBRTC_ICE_HOST: "127.0.0.1",
+    LIVEENGINE_WEBRTC_ROOM_SECRET: crypto.randomBytes(24).toString("hex"),
+    LIVEENGINE_CONTROL_JWT_SECRET: crypto.randomBytes(24).toString("hex"),
+    LIVEENGINE_CONTROL_DATABASE_URL: `sqlite://${tmp}/liveengine.db`,
+    LIVEENGINE_CONTROL_PUBLIC_RTMP_URL: `rtmp://127.0.0.1:${rtmpPort}/live`,
+    LIVEENGINE_CONTROL_PUBLIC_HTTP_URL: engine,
+    LIVEENGINE_CONTROL_ADMINS: "admin",
+  };
+  const env = { engine, control, api: control + "/api/v1", vars };
+  say(`temp dir ${tmp}; engine ${engine}, control ${control}, rtmp :${rtmpPort}, ice :${icePort}`);
+
+  // A 10 s 640x360 clip, 1 s GOP, pushed in a loop with -c copy: the server,
+  // not the publisher, should be what costs CPU.
+  const clip = path.join(tmp, "clip.flv");
+  await run("ffmpeg", ["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+    "-t", "10", "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", "30", "-keyint_min", "30", "-sc_threshold", "0", "-bf", "0", "-pix_fmt", "yuv420p",
+    "-b:v", "800k", "-c:a", "aac", "-b:a", "96k", "-f", "flv", clip]);
+
+  const server = start("liveengine", BIN, ["all", "-config", path.join(ROOT, "configs/liveengine.yaml")], vars);
+  await poll("the control API", 30000, async () => {
+    if (server.done) throw new Error("liveengine exited:\n" + logTail("liveengine"));
+    return (await fetch(env.api + "/health")).ok && (await fetch(engine + "/webrtc/")).ok;
+  });
+  say("liveengine is up");
+
+  // The new-user path from the README: a streamer account and a stream.
+  const streamer = await http("POST", env.api + "/auth/register", { username: "streamer", email: "streamer@example.com", password: "correct horse battery", role: "streamer" });
+  env.streamerToken = streamer.access_token;
+  const auth = { Authorization: "Bearer " + streamer.access_token };
+  const rtmpStream = await http("POST", env.api + "/streams", { title: "RTMP test clip", category: "test" }, auth);
+  const whipStream = await http("POST", env.api + "/streams", { title: "Browser WHIP", category: "test" }, auth);
+  if (CHECKS.includes("e")) {
+    const admin = await http("POST", env.api + "/auth/register", { username: "admin", email: "admin@example.com", password: "correct horse battery" });
+    await http("POST", env.api + "/gifts", { name: "Rose", price: 10, animation_url: "", tier: 1, active: true }, { Authorization: "Bearer " + admin.access_token });
+  }
+  start("ffmpeg-rtmp", "ffmpeg", ["-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", clip, "-c", "copy", "-f", "flv", rtmpStream.rtmp_url]);
+  await poll("the RTMP stream's HLS playlist", 20000, async () => (await fetch(`${engine}/hls/${rtmpStream.id}/index.m3u8`)).ok, 250);
+  say(`RTMP stream ${rtmpStream.id} is live`);
+
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", "--autoplay-policy=no-user-gesture-required",
+      "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--mute-audio",
+      // Background tabs would otherwise throttle timers and pause video.
+      "--disable-background-timer-throttling", "--disable-renderer-backgrounding", "--disable-backgrounding-occluded-windows"],
+  });
+  say("chromium " + browser.version());
+  const ctx = await browser.newContext({ permissions: ["camera", "microphone"] });
+
+  const steps = [
+    ["a", () => checkHLS(ctx, env, rtmpStream.id)],
+    ["b", () => checkWHEP(ctx, env, rtmpStream.id)],
+    ["c", () => checkWHIP(ctx, env, whipStream)],
+    ["d", () => checkRoom(ctx, env)],
+    ["e", () => checkChat(ctx, env, rtmpStream)],
+  ];
+  for (const [id, fn] of steps) {
+    if (!CHECKS.includes(id)) continue;
+    if (id === "e" && results.some((r) => !r.ok)) { record("e", "chat and gifts", false, "skipped: run only after a-d pass"); continue; }
+    const before = results.length;
+    try { await fn(); } catch (err) { record(id, "check " + id, false, err.message); }
+    if (results.slice(before).some((r) => !r.ok)) say("server log tail:\n" + logTail("liveengine", 15));
+  }
+}
+
+main().catch((err) => { record("-", "setup", false, err.stack || err.message); if (tmp) say("server log tail:\n" + logTail("liveengine")); })
+  .finally(async () => {
+    await cleanup();
+    const failed = results.filter((r) => !r.ok).length;
+    console.log(`${failed ? "FAIL" : "PASS"}: ${results.length - failed} of ${results.length} checks passed in ${secs(Date.now() - t0)}`);
+    process.exit(failed ? 1 : 0);
+  });
