@@ -38,7 +38,8 @@ type Ingest struct {
 	video      rtpClock
 	audio      rtpClock
 	lastPLI    time.Time
-	pli        func() // sends a PLI to the publisher
+	lastKey    time.Duration // PTS of the last keyframe
+	pli        func()        // sends a PLI to the publisher
 	videoIdx   int
 	audioIdx   int
 	aacIdx     int
@@ -162,6 +163,15 @@ func (in *Ingest) writeAccessUnit(nalus [][]byte, ts uint32, lost bool, now time
 		// A gap the NACKs did not fill: decoders need a fresh keyframe.
 		in.askKeyframeLocked(now)
 	}
+	// Browsers send a keyframe only when asked or when their resolution
+	// changes (Chromium: every 10+ s once steady), so HLS segments, which
+	// end at keyframes, would grow as long and the playlists' target
+	// duration with them. Ask at the default segment pace.
+	if key {
+		in.lastKey = pts
+	} else if pts-in.lastKey >= keyframeInterval {
+		in.askKeyframeLocked(now)
+	}
 	// The unit keeps the NAL units; they alias the sample, which is not
 	// reused, so only the slice header is copied.
 	u := &engine.Unit{
@@ -195,6 +205,10 @@ func (in *Ingest) KeyframeRequest() {
 	defer in.mu.Unlock()
 	in.askKeyframeLocked(time.Now())
 }
+
+// keyframeInterval is the longest GOP the ingest lets a publisher send
+// before it asks for a keyframe: hls.segment_duration's default.
+const keyframeInterval = time.Second
 
 func (in *Ingest) askKeyframeLocked(now time.Time) {
 	if in.pli != nil && now.Sub(in.lastPLI) > 500*time.Millisecond {

@@ -135,34 +135,46 @@ async function http(method, url, body, headers = {}) {
 
 // ---- the checks --------------------------------------------------------------
 
-// a) hls.js in low-latency mode plays the multivariant playlist.
-async function checkHLS(ctx, env, streamID) {
+// playHLS opens the hls.js page and samples playback every second for
+// `seconds` after the first frame.
+async function playHLS(ctx, env, streamID, seconds) {
   const page = await ctx.newPage();
   await page.goto(`${env.engine}/webrtc/hls.html?stream=${streamID}` + (process.env.HLS_RENDITION ? "&rendition=" + process.env.HLS_RENDITION : ""));
-  const r0 = await poll("the first frame", 20000, () => page.evaluate(() => report.firstFrame !== null || report.fatal ? report : null));
+  const r0 = await poll("the first hls.js frame", 20000, () => page.evaluate(() => report.firstFrame !== null || report.fatal ? report : null));
   if (r0.fatal) throw new Error("fatal hls.js error " + r0.fatal);
-  // Frames advance for 10 s: a sample every second, each later than the last.
+  // Frames advance: a sample every second, each later than the last.
   const samples = [];
   const q0 = await page.evaluate(() => document.getElementById("v").getVideoPlaybackQuality().totalVideoFrames);
   let stuck = 0;
-  for (let i = 0; i < 11; i++) {
+  for (let i = 0; i <= seconds; i++) {
     await sleep(1000);
-    const s = await page.evaluate(() => ({ t: report.currentTime, lat: report.latency, w: report.width, fatal: report.fatal,
+    const s = await page.evaluate(() => ({ t: report.currentTime, lat: report.latency, w: report.width, h: document.getElementById("v").videoHeight, fatal: report.fatal,
       frames: document.getElementById("v").getVideoPlaybackQuality().totalVideoFrames }));
     if (s.fatal) throw new Error("fatal hls.js error " + s.fatal);
     if (samples.length && s.t <= samples[samples.length - 1].t) stuck++;
     samples.push(s);
   }
   const r = await page.evaluate(() => report);
-  const advanced = samples[samples.length - 1].t - samples[0].t;
-  const frames = samples[samples.length - 1].frames - q0;
-  const lats = samples.map((s) => s.lat).filter((x) => x != null).sort((a, b) => a - b);
-  const ok = stuck === 0 && advanced >= 9 && samples[0].w > 0 && !r.fatal;
-  record("a", "hls.js 1.7.4 plays LL-HLS index.m3u8", ok,
-    `first frame ${r.firstFrame} ms, ${advanced.toFixed(1)} s played in 10 s wall (${frames} frames, ${stuck} stuck samples), ` +
-    `${samples[0].w}px wide, levels [${r.levels}], stalls ${r.stalls}, latency p50 ${lats.length ? lats[lats.length >> 1].toFixed(2) : "?"} s` +
-    ` max ${lats.length ? lats[lats.length - 1].toFixed(2) : "?"} s, non-fatal errors [${[...new Set(r.errors)].join(", ")}]`);
   await page.close();
+  const last = samples[samples.length - 1];
+  const lats = samples.map((s) => s.lat).filter((x) => x != null).sort((a, b) => a - b);
+  return { firstFrame: r.firstFrame, advanced: last.t - samples[0].t, frames: last.frames - q0, stuck, w: last.w, h: last.h, levels: r.levels,
+    stalls: r.stalls, errors: [...new Set(r.errors)], fatal: r.fatal, seconds,
+    latP50: lats.length ? lats[lats.length >> 1] : null, latMax: lats.length ? lats[lats.length - 1] : null };
+}
+
+function hlsFigures(h) {
+  const f = (x) => (x == null ? "?" : x.toFixed(2) + " s");
+  return `first frame ${h.firstFrame} ms, ${h.advanced.toFixed(1)} s played in ${h.seconds} s wall (${h.frames} frames, ${h.stuck} stuck samples), ` +
+    `${h.w}x${h.h}, levels [${h.levels}], stalls ${h.stalls}, latency p50 ${f(h.latP50)} max ${f(h.latMax)}, non-fatal errors [${h.errors.join(", ")}]`;
+}
+
+// a) hls.js in low-latency mode plays the multivariant playlist for 10 s.
+async function checkHLS(ctx, env, streamID) {
+  const h = await playHLS(ctx, env, streamID, 10);
+  // Every 1 s sample later than the last, 9 of 10 s played, real frames.
+  const ok = h.stuck === 0 && h.advanced >= 9 && h.w > 0 && h.frames >= 100 && !h.fatal;
+  record("a", "hls.js 1.7.4 plays LL-HLS index.m3u8", ok, hlsFigures(h));
 }
 
 // playWHEP opens the WHEP player page and waits for advancing video.
@@ -217,7 +229,8 @@ async function checkWHEP(ctx, env, streamID) {
 async function checkWHIP(ctx, env, stream) {
   const pub = await ctx.newPage();
   const start = Date.now();
-  await pub.goto(`${env.engine}/webrtc/whip.html?key=${stream.stream_key}`);
+  // 640x360 keeps the ladder (one rung) affordable on a small machine.
+  await pub.goto(`${env.engine}/webrtc/whip.html?size=640x360&key=${stream.stream_key}`);
   await poll("the WHIP session to connect", 20000, () => pub.evaluate(() => {
     if (report.error) throw new Error(report.error);
     return report.state === "connected";
@@ -235,10 +248,14 @@ async function checkWHIP(ctx, env, stream) {
   const hlsFig = `ffprobe: ${byType.video ? `${byType.video.codec_name} ${byType.video.width}x${byType.video.height}` : "no video"}, ` +
     `${byType.audio ? `${byType.audio.codec_name} ${byType.audio.sample_rate} Hz` : "no audio"}`;
   const s = await playWHEP(ctx, env, stream.id);
-  const ok = hlsOK && whepOK(s);
-  record("c", "browser WHIP publish (fake camera + mic) plays over HLS and WHEP", ok,
-    `connected in ${connected} ms, playlist after ${playlistAt} ms, ${hlsFig}; WHEP: ${whepFigures(s)}`);
   await s.page.close();
+  // The page keeps its resolution as OBS does, so HLS carries what was asked for.
+  const sizeOK = byType.video && byType.video.width === 640 && byType.video.height === 360;
+  record("c", "browser WHIP publish (fake camera + mic): HLS (ffprobe) and WHEP", hlsOK && sizeOK && whepOK(s),
+    `connected in ${connected} ms, playlist after ${playlistAt} ms, ${hlsFig}; WHEP: ${whepFigures(s)}`);
+  // And hls.js plays it like the RTMP stream (8 s).
+  const h = await playHLS(ctx, env, stream.id, 8);
+  record("c", "hls.js plays the browser's WHIP stream", h.stuck === 0 && h.advanced >= 7 && h.w > 0 && h.frames >= 40 && !h.fatal, hlsFigures(h));
   await pub.evaluate(() => stop());
   await pub.close();
 }
