@@ -178,10 +178,10 @@ async function checkHLS(ctx, env, streamID) {
 }
 
 // playWHEP opens the WHEP player page and waits for advancing video.
-async function playWHEP(ctx, env, streamID) {
+async function playWHEP(ctx, env, streamID, rendition) {
   const page = await ctx.newPage();
   const start = Date.now();
-  await page.goto(`${env.engine}/webrtc/whep.html?stream=${streamID}`);
+  await page.goto(`${env.engine}/webrtc/whep.html?stream=${streamID}` + (rendition ? `&rendition=${rendition}` : ""));
   await poll("WHEP video", 20000, () => page.evaluate(() => {
     if (report.error) throw new Error(report.error);
     return document.getElementById("v").videoWidth > 0 && document.getElementById("v").currentTime > 0;
@@ -223,6 +223,10 @@ async function checkWHEP(ctx, env, streamID) {
   const s = await playWHEP(ctx, env, streamID);
   record("b", "WHEP player page plays the RTMP stream", whepOK(s), whepFigures(s));
   await s.page.close();
+  // A ladder rung, pinned (the player's Rendition field).
+  const r = await playWHEP(ctx, env, streamID, "360p");
+  record("b", "WHEP player page plays the 360p rung", whepOK(r), whepFigures(r));
+  await r.page.close();
 }
 
 // c) the browser publishes over WHIP as OBS would; HLS (ffprobe) and WHEP play it.
@@ -285,11 +289,13 @@ async function checkRoom(ctx, env) {
     pages.push(page);
   }
   const others = (i) => names.filter((_, j) => j !== i).map((n) => n.toUpperCase());
-  // Each tab: two remote video tiles labelled with the other two, playing.
+  // Each tab: two remote video tiles labelled with the other two and the
+  // source the server announced ("camera": the page matched the track to
+  // its track_published message), playing.
   let views;
   const allPlaying = async () => {
     views = await Promise.all(pages.map(roomView));
-    return views.every((v, i) => v.length === 2 && others(i).every((o) => v.some((x) => x.label.startsWith(o) && x.w > 0 && x.t > 0)));
+    return views.every((v, i) => v.length === 2 && others(i).every((o) => v.some((x) => x.label === o + " camera" && x.w > 0 && x.t > 0)));
   };
   let err = null;
   try { await poll("every tab to play the other two", 25000, allPlaying, 500); } catch (e) { err = e; }
@@ -314,14 +320,47 @@ async function checkRoom(ctx, env) {
     }, 250);
   } catch (e) { gone = false; err = e; }
   const leftIn = Date.now() - leaveAt;
+  // BEN closes his tab without pressing Leave; ANA sees him go too.
+  const closeAt = Date.now();
+  await pages[1].close();
+  let closedGone = true, closeErr = null;
+  try {
+    await poll("BEN's tile to go after his tab closed", 20000, async () => (await roomView(pages[0])).length === 0, 250);
+  } catch (e) {
+    closedGone = false; closeErr = e;
+    say("ana's tiles: " + JSON.stringify(await roomView(pages[0])) + "\nana's log:\n" + await pages[0].evaluate(() => document.getElementById("log").textContent));
+  }
+  const closedIn = Date.now() - closeAt;
   const logs = await pages[0].evaluate(() => document.getElementById("log").textContent);
-  const toldLeft = /caro left/.test(logs);
+  const toldLeft = /caro left/.test(logs) && /ben left/.test(logs);
   const sizes = after.map((v) => v.map((x) => x.w).join("/")).join(", ");
-  record("d", "three tabs hold a call (room.html)", advancing && gone && toldLeft,
+  record("d", "three tabs hold a call (room.html)", advancing && gone && closedGone && toldLeft,
     `all 3 tabs playing the other 2 after ${mediaAt} ms (remote widths ${sizes}), video ${advancing ? "advancing" : "NOT advancing"} in every tile; ` +
-    `after CARO left: ${gone ? `tile gone in ${leftIn} ms` : `tile still there after ${leftIn} ms (${err && err.message})`}, ` +
-    `participant_left ${toldLeft ? "shown" : "NOT shown"}`);
-  for (const p of pages) await p.close();
+    `CARO pressed Leave: ${gone ? `tile gone in ${leftIn} ms` : `tile still there after ${leftIn} ms (${err && err.message})`}; ` +
+    `BEN closed his tab: ${closedGone ? `tile gone in ${closedIn} ms` : `tile still there (${closeErr && closeErr.message})`}; ` +
+    `participant_left ${toldLeft ? "shown" : "NOT shown"} for both`);
+  for (const p of pages) if (!p.isClosed()) await p.close();
+  await checkLiveRoom(ctx, env);
+}
+
+// A live room: its host publishes from room.html and viewers watch the
+// engine stream room-ROOM over WHEP.
+async function checkLiveRoom(ctx, env) {
+  const room = "live-" + crypto.randomBytes(3).toString("hex");
+  const out = await run(BIN, ["room-token", "-config", "", "-room", room, "-identity", "host", "-kind", "live"], { env: Object.assign({}, process.env, env.vars) });
+  const host = await ctx.newPage();
+  await host.goto(`${env.engine}/webrtc/room.html?token=${out.split("\n")[0].trim()}`);
+  await poll("the host to join", 10000, () => host.evaluate(() => /\(live\)/.test(document.getElementById("who").textContent)));
+  await host.click("#cam");
+  await host.click("#mic");
+  try {
+    await poll("the room's engine stream", 20000, async () => (await fetch(`${env.engine}/hls/room-${room}/index.m3u8`)).ok, 500);
+    const s = await playWHEP(ctx, env, "room-" + room);
+    await s.page.close();
+    record("d", "live room: the host's camera plays over WHEP as room-ROOM", whepOK(s), whepFigures(s));
+  } finally {
+    await host.close();
+  }
 }
 
 // e) two tabs on the control demo page: chat both ways, a sandbox top-up and a
