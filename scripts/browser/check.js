@@ -260,7 +260,18 @@ async function checkWHIP(ctx, env, stream) {
   // And hls.js plays it like the RTMP stream (8 s).
   const h = await playHLS(ctx, env, stream.id, 8);
   record("c", "hls.js plays the browser's WHIP stream", h.stuck === 0 && h.advanced >= 7 && h.w > 0 && h.frames >= 40 && !h.fatal, hlsFigures(h));
+  // Stop (WHIP DELETE): the playlist ends and the control plane sees it.
+  const stopAt = Date.now();
   await pub.evaluate(() => stop());
+  let ended = null;
+  try {
+    ended = await poll("the WHIP stream to end", 15000, async () => {
+      const pl = await (await fetch(`${env.engine}/hls/${stream.id}/source/stream.m3u8`)).text();
+      const st = await http("GET", `${env.api}/streams/${stream.id}`);
+      return pl.includes("#EXT-X-ENDLIST") && st.status !== "live" && st.status;
+    }, 500);
+  } catch (e) { ended = null; }
+  record("c", "WHIP DELETE ends the stream", !!ended, ended ? `EXT-X-ENDLIST and status "${ended}" after ${Date.now() - stopAt} ms` : "no EXT-X-ENDLIST or still live after 15 s");
   await pub.close();
 }
 
@@ -305,6 +316,18 @@ async function checkRoom(ctx, env) {
     for (const [i, p] of pages.entries()) say(`${names[i]} log:\n` + await p.evaluate(() => document.getElementById("log").textContent));
     return;
   }
+  // ANA turns her camera off and on again (renegotiation both ways).
+  const camOff = Date.now();
+  await pages[0].click("#cam");
+  let toggled = "", toggleErr = null;
+  try {
+    await poll("ANA's camera tile to go", 10000, async () => (await Promise.all(pages.slice(1).map(roomView))).every((v) => !v.some((x) => x.label.startsWith("ANA"))));
+    toggled = `camera off seen in ${Date.now() - camOff} ms`;
+    const camOn = Date.now();
+    await pages[0].click("#cam");
+    await poll("ANA's camera to play again", 15000, allPlaying, 500);
+    toggled += `, back on and playing in ${Date.now() - camOn} ms`;
+  } catch (e) { toggleErr = e; toggled = e.message; }
   const before = await Promise.all(pages.map(roomView));
   await sleep(2000);
   const after = await Promise.all(pages.map(roomView));
@@ -334,8 +357,8 @@ async function checkRoom(ctx, env) {
   const logs = await pages[0].evaluate(() => document.getElementById("log").textContent);
   const toldLeft = /caro left/.test(logs) && /ben left/.test(logs);
   const sizes = after.map((v) => v.map((x) => x.w).join("/")).join(", ");
-  record("d", "three tabs hold a call (room.html)", advancing && gone && closedGone && toldLeft,
-    `all 3 tabs playing the other 2 after ${mediaAt} ms (remote widths ${sizes}), video ${advancing ? "advancing" : "NOT advancing"} in every tile; ` +
+  record("d", "three tabs hold a call (room.html)", !toggleErr && advancing && gone && closedGone && toldLeft,
+    `all 3 tabs playing the other 2 after ${mediaAt} ms (remote widths ${sizes}); ANA's ${toggled}; video ${advancing ? "advancing" : "NOT advancing"} in every tile; ` +
     `CARO pressed Leave: ${gone ? `tile gone in ${leftIn} ms` : `tile still there after ${leftIn} ms (${err && err.message})`}; ` +
     `BEN closed his tab: ${closedGone ? `tile gone in ${closedIn} ms` : `tile still there (${closeErr && closeErr.message})`}; ` +
     `participant_left ${toldLeft ? "shown" : "NOT shown"} for both`);
@@ -414,9 +437,10 @@ async function checkChat(ctx, env, stream) {
   const seen = await Promise.all(pages.map((p) => p.evaluate(() => report.gifts[0])));
   const balance = await pages[1].evaluate(() => document.getElementById("coins").textContent);
   const earnings = await http("GET", `${env.api}/earnings`, undefined, { Authorization: "Bearer " + env.streamerToken }).catch((e) => ({ error: e.message }));
+  const board = await http("GET", `${env.api}/streams/${stream.id}/leaderboard`).catch((e) => ({ error: e.message }));
   record("e", "gift after a sandbox top-up, animation event in both tabs", !giftErr,
     giftErr ? giftErr.message : `topped up to ${coins} coins, gift "${seen[0].name}" (${seen[0].coins} coins) animated in both tabs ${giftMs} ms after the click, ` +
-    `sender balance ${balance}, streamer earnings ${JSON.stringify(earnings).slice(0, 120)}`);
+    `sender balance ${balance}, streamer earnings ${earnings.available_coins} coins, stream leaderboard ${JSON.stringify(board).slice(0, 160)}`);
   for (const p of pages) await p.context().close();
 }
 
