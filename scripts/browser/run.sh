@@ -18,7 +18,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' || {
-  echo "browser-check: playwright-core needs Node.js 20 or newer (found $(node --version))" >&2; exit 1; }
+  echo "browser-check: playwright-core needs Node.js 20 or newer (found $(node --version); Debian 12's nodejs is 18, NodeSource's 20 works)" >&2; exit 1; }
 
 # npm ci only when the lock file changed since the last install.
 if ! cmp -s package-lock.json node_modules/.browser-check.lock 2>/dev/null; then
