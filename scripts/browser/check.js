@@ -48,6 +48,7 @@ async function poll(what, ms, fn, every = 250) {
 }
 
 function record(id, name, ok, figures) {
+  if (cleaning) return; // interrupted: the browser is going away
   results.push({ id, name, ok, figures });
   console.log(`${ok ? "PASS" : "FAIL"} ${id}) ${name}: ${figures}`);
 }
@@ -84,14 +85,17 @@ function run(cmd, args, opts = {}) {
 async function cleanup() {
   if (cleaning) return cleaning;
   cleaning = (async () => {
-    if (browser) await browser.close().catch(() => {});
+    if (browser) await Promise.race([browser.close().catch(() => {}), sleep(10000)]);
     for (const p of children.slice().reverse()) await stopChild(p);
     if (tmp && !process.env.KEEP) fs.rmSync(tmp, { recursive: true, force: true });
     else if (tmp) say("kept " + tmp);
   })();
   return cleaning;
 }
-for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, async () => { say("interrupted"); await cleanup(); process.exit(130); });
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(sig, async () => { say("interrupted"); await cleanup(); process.exit(130); });
+// Last resort if node exits some other way: the servers run in their own
+// process groups, so nothing else would stop them.
+process.on("exit", () => { for (const p of children) if (!p.done) try { process.kill(-p.pid, "SIGKILL"); } catch (err) {} });
 
 // ---- ports -----------------------------------------------------------------
 
@@ -501,6 +505,8 @@ async function main() {
 
   browser = await chromium.launch({
     executablePath: CHROMIUM,
+    // Our handlers close the browser and then the servers.
+    handleSIGINT: false, handleSIGTERM: false, handleSIGHUP: false,
     args: ["--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", "--autoplay-policy=no-user-gesture-required",
       "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--mute-audio",
       // Background tabs would otherwise throttle timers and pause video.
@@ -521,7 +527,7 @@ async function main() {
     if (id === "e" && results.some((r) => !r.ok)) { record("e", "chat and gifts", false, "skipped: run only after a-d pass"); continue; }
     const before = results.length;
     try { await fn(); } catch (err) { record(id, "check " + id, false, err.message); }
-    if (results.slice(before).some((r) => !r.ok)) say("server log tail:\n" + logTail("liveengine", 15));
+    if (results.slice(before).some((r) => !r.ok) && !cleaning) say("server log tail:\n" + logTail("liveengine", 15));
   }
 }
 
