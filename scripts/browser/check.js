@@ -163,14 +163,14 @@ async function playHLS(ctx, env, streamID, seconds) {
   const last = samples[samples.length - 1];
   const lats = samples.map((s) => s.lat).filter((x) => x != null).sort((a, b) => a - b);
   return { firstFrame: r.firstFrame, advanced: last.t - samples[0].t, frames: last.frames - q0, stuck, w: last.w, h: last.h, levels: r.levels,
-    stalls: r.stalls, errors: [...new Set(r.errors)], fatal: r.fatal, seconds, level: r.levelName,
+    stalls: r.stalls, errors: [...new Set(r.errors)], fatal: r.fatal, seconds, level: r.levelName, jumps: r.jumps || 0,
     latP50: lats.length ? lats[lats.length >> 1] : null, latMax: lats.length ? lats[lats.length - 1] : null };
 }
 
 function hlsFigures(h) {
   const f = (x) => (x == null ? "?" : x.toFixed(2) + " s");
   return `first frame ${h.firstFrame} ms, ${h.advanced.toFixed(1)} s played in ${h.seconds} s wall (${h.frames} frames, ${h.stuck} stuck samples), ` +
-    `${h.w}x${h.h}, levels [${h.levels}] playing ${h.level}, stalls ${h.stalls}, latency p50 ${f(h.latP50)} max ${f(h.latMax)}, non-fatal errors [${h.errors.join(", ")}]`;
+    `${h.w}x${h.h}, levels [${h.levels}] playing ${h.level}, stalls ${h.stalls}, jumps to live ${h.jumps}, latency p50 ${f(h.latP50)} max ${f(h.latMax)}, non-fatal errors [${h.errors.join(", ")}]`;
 }
 
 // a) hls.js in low-latency mode plays the multivariant playlist for 10 s.
