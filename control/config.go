@@ -40,6 +40,11 @@ type Config struct {
 	MaxBodyBytes int `yaml:"max_body_bytes"`
 	// WS tunes the WebSocket hub.
 	WS realtime.Config `yaml:"ws"`
+	// RoomSecret signs room join tokens; it is webrtc.room_secret, copied
+	// here by the binary so the control plane and the SFU share it.
+	RoomSecret string `yaml:"-"`
+	// RoomTokenTTL is the lifetime of room join tokens.
+	RoomTokenTTL time.Duration `yaml:"room_token_ttl"`
 	// TrustProxy takes the client address from X-Forwarded-For (only behind
 	// a proxy that sets it).
 	TrustProxy bool `yaml:"trust_proxy"`
@@ -73,6 +78,7 @@ func DefaultConfig() Config {
 		Addr:          ":8080",
 		PublicRTMPURL: "rtmp://127.0.0.1:1935/live",
 		PublicHTTPURL: "http://127.0.0.1:8888",
+		RoomTokenTTL:  time.Hour,
 		Database:      DatabaseConfig{URL: "sqlite://data/liveengine.db"},
 		AccessTTL:     15 * time.Minute,
 		RefreshTTL:    720 * time.Hour,
@@ -96,6 +102,9 @@ func (c Config) Validate() error {
 	}
 	if u, err := url.Parse(c.PublicRTMPURL); err != nil || (u.Scheme != "rtmp" && u.Scheme != "rtmps") || u.Host == "" {
 		return fmt.Errorf("control.public_rtmp_url: %q is not an rtmp:// or rtmps:// URL", c.PublicRTMPURL)
+	}
+	if c.RoomTokenTTL <= 0 {
+		return fmt.Errorf("control.room_token_ttl: must be positive, got %s", c.RoomTokenTTL)
 	}
 	if u, err := url.Parse(c.PublicHTTPURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("control.public_http_url: %q is not an http:// or https:// URL", c.PublicHTTPURL)

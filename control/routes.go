@@ -55,6 +55,8 @@ func (s *Server) routes() {
 	r.add(get, "/api/v1/discover/trending", Public, s.discover("trending"))
 	r.add(get, "/api/v1/discover/search", Public, s.discover("search"))
 
+	r.add(post, "/api/v1/rooms/{name}/token", Authenticated, s.roomToken)
+
 	r.add(get, "/api/v1/ws", Public, s.websocket)
 }
 

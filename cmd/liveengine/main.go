@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -115,6 +117,13 @@ func serve(mode string, args []string) error {
 	if (mode == "engine" || mode == "control") && conf.Bus.URL == "" {
 		return fmt.Errorf("bus.url: %s mode talks to the other side over Redis; set bus.url (LIVEENGINE_BUS_URL=redis://...)", mode)
 	}
+	if mode == "all" && conf.WebRTC.RoomSecret == "" {
+		// One process holds both ends of the secret, so rooms work out of
+		// the box; split processes must share a configured one.
+		conf.WebRTC.RoomSecret = randomSecret()
+		log.Info("webrtc.room_secret is empty: using a random one for this run; mint join tokens with POST /api/v1/rooms/NAME/token")
+	}
+	conf.Control.RoomSecret = conf.WebRTC.RoomSecret
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
@@ -140,4 +149,13 @@ func serve(mode string, args []string) error {
 		return err
 	}
 	return nil
+}
+
+// randomSecret returns 32 random bytes, hex encoded.
+func randomSecret() string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
 }
