@@ -23,7 +23,8 @@ func Body(seq int, t time.Time) string {
 
 // Meter checks every fan-out message each connection receives: latency
 // (receipt − publish call), and that each connection sees every sequence
-// number once, in order.
+// number exactly once. Messages published concurrently may legitimately
+// arrive in another order than their numbers; Reordered counts them.
 type Meter struct {
 	// Reply, when set, answers a text message that carries no marker (for
 	// protocol-level pings); nil means no answer.
@@ -31,11 +32,15 @@ type Meter struct {
 	// Sample, when set, is called with each latency (for live progress).
 	Sample func(time.Duration)
 
-	next     []int32 // per connection ID: the sequence number expected next
+	seen     [][]uint64 // per connection ID: a bit per sequence number received
+	last     []int32    // per connection ID: the highest sequence number so far
 	received atomic.Int64
-	// OutOfOrder counts messages that skipped, repeated or went back.
-	OutOfOrder atomic.Int64
-	Closed     atomic.Int64
+	// Duplicates counts messages a connection received more than once.
+	Duplicates atomic.Int64
+	// Reordered counts messages that arrived after a higher-numbered one.
+	Reordered atomic.Int64
+	// Closed counts connections that ended during the run.
+	Closed atomic.Int64
 
 	mu       sync.Mutex
 	shards   []*meterShard
@@ -44,7 +49,10 @@ type Meter struct {
 
 // NewMeter is a meter for connections with IDs 0..conns-1.
 func NewMeter(conns int) *Meter {
-	m := &Meter{next: make([]int32, conns)}
+	m := &Meter{seen: make([][]uint64, conns), last: make([]int32, conns)}
+	for i := range m.last {
+		m.last[i] = -1
+	}
 	return m
 }
 
@@ -89,24 +97,36 @@ type meterShard struct {
 
 var marker = []byte(Marker)
 
-func (s *meterShard) OnText(c *Conn, p []byte, at time.Time) []byte {
+func (s *meterShard) OnText(c *Conn, p []byte, at time.Time) (reply []byte) {
 	m := s.m
-	found := false
+	if m.Reply != nil {
+		reply = m.Reply(p)
+	}
 	for {
 		i := bytes.Index(p, marker)
 		if i < 0 {
 			break
 		}
-		found = true
 		p = p[i+len(marker):]
 		seq, rest := number(p)
 		sent, _ := number(rest[min(1, len(rest)):])
 		p = rest
-		if c.ID < len(m.next) {
-			if int32(seq) != m.next[c.ID] {
-				m.OutOfOrder.Add(1)
+		if id := c.ID; id >= 0 && id < len(m.seen) && seq >= 0 && seq < 1<<24 {
+			w := int(seq / 64)
+			for len(m.seen[id]) <= w {
+				m.seen[id] = append(m.seen[id], 0)
 			}
-			m.next[c.ID] = int32(seq) + 1
+			bit := uint64(1) << (seq % 64)
+			if m.seen[id][w]&bit != 0 {
+				m.Duplicates.Add(1)
+				continue
+			}
+			m.seen[id][w] |= bit
+			if int32(seq) < m.last[id] {
+				m.Reordered.Add(1)
+			} else {
+				m.last[id] = int32(seq)
+			}
 		}
 		d := at.UnixNano() - sent
 		s.lat = append(s.lat, d)
@@ -115,10 +135,7 @@ func (s *meterShard) OnText(c *Conn, p []byte, at time.Time) []byte {
 			m.Sample(time.Duration(d))
 		}
 	}
-	if !found && m.Reply != nil {
-		return m.Reply(p)
-	}
-	return nil
+	return reply
 }
 
 func (s *meterShard) OnClose(c *Conn, err error) {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/fasthttp/websocket"
@@ -24,7 +23,7 @@ type conn struct {
 	// wrapper, which is recycled once the handler returns): writing or
 	// setting deadlines on it stays safe after it is closed.
 	sock  net.Conn
-	raw   syscall.RawConn // nil when the socket has no file descriptor (TLS)
+	fd    int // the socket's descriptor for non-blocking writes; -1 without one (TLS)
 	shard int
 	ip    string
 
@@ -34,13 +33,6 @@ type conn struct {
 	pending  [][]byte // frames the drainer still has to write, oldest first
 	draining bool     // a drainer goroutine owns the write side
 	topics   []string // joined topics, a handful at most
-
-	// The non-blocking write's argument and results, set under mu; kept
-	// here so the callback handed to RawConn.Write is allocated once.
-	wbuf    []byte
-	wn      int
-	werr    error
-	writeFn func(fd uintptr) bool
 }
 
 // clientMessage is every client → server message.

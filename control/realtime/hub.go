@@ -416,11 +416,12 @@ func (h *Hub) HandleFrom(ctx *fasthttp.RequestCtx, ip string) {
 	}
 	sock := ctx.Conn()
 	err := h.upgrader.Upgrade(ctx, func(ws *websocket.Conn) {
-		c := &conn{hub: h, ws: ws, sock: sock, id: id, ip: ip}
+		c := &conn{hub: h, ws: ws, sock: sock, id: id, ip: ip, fd: -1}
 		if sc, ok := sock.(syscall.Conn); ok {
-			c.raw, _ = sc.SyscallConn()
+			if raw, err := sc.SyscallConn(); err == nil {
+				_ = raw.Control(func(fd uintptr) { c.fd = int(fd) })
+			}
 		}
-		c.writeFn = c.rawWrite
 		if !h.register(c) {
 			h.release(ip)
 			return

@@ -24,21 +24,66 @@ type job struct {
 	conns []*conn
 }
 
+// maxCoalesce bounds how many queued messages a writer merges into one
+// write per socket.
+const maxCoalesce = 64
+
 // writeTimeout bounds a drainer's blocking write to a slow client.
 const writeTimeout = 10 * time.Second
 
+// writer writes the jobs of one shard in order. When messages queue up
+// faster than the shard is written (a burst, or a loaded machine), the
+// queued frames for the same listeners are merged and each socket gets them
+// in one write: the syscalls per message fall as the load rises, so a
+// backlog drains instead of growing.
 func (h *Hub) writer(jobs <-chan job) {
 	defer h.wg.Done()
+	batch := make([]job, 0, maxCoalesce)
 	for {
 		select {
 		case <-h.ctx.Done():
 			return
 		case j := <-jobs:
-			for _, c := range j.conns {
-				c.send(j.frame)
+			batch = append(batch[:0], j)
+		}
+	more:
+		for len(batch) < maxCoalesce {
+			select {
+			case j := <-jobs:
+				batch = append(batch, j)
+			default:
+				break more
 			}
 		}
+		// Merge runs of jobs for the same listener snapshot (the same room,
+		// no join or leave in between); other runs keep their order.
+		for i := 0; i < len(batch); {
+			k := i + 1
+			for k < len(batch) && sameConns(batch[k].conns, batch[i].conns) {
+				k++
+			}
+			f := batch[i].frame
+			if k-i > 1 {
+				var n int
+				for _, j := range batch[i:k] {
+					n += len(j.frame)
+				}
+				f = make([]byte, 0, n)
+				for _, j := range batch[i:k] {
+					f = append(f, j.frame...)
+				}
+			}
+			for _, c := range batch[i].conns {
+				c.send(f)
+			}
+			i = k
+		}
+		clear(batch)
 	}
+}
+
+func sameConns(a, b []*conn) bool {
+	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
 }
 
 // send writes a frame to the client, or queues it behind a backlog. It
@@ -60,32 +105,24 @@ func (c *conn) send(f []byte) {
 		c.pending = append(c.pending, f)
 		return
 	}
-	if c.raw != nil {
-		c.wbuf = f
-		err := c.raw.Write(c.writeFn)
-		n, werr := c.wn, c.werr
-		c.wbuf, c.werr = nil, nil
-		if err == nil && werr == nil && n == len(f) {
+	if c.fd >= 0 {
+		// The socket is non-blocking (Go's poller set it so). c.fd stays
+		// this socket's while closed is false: the handler, after which
+		// fasthttp closes the socket, returns only after close().
+		n, err := syscall.Write(c.fd, f)
+		if err == nil && n == len(f) {
 			return
 		}
-		if err != nil || (werr != nil && !errors.Is(werr, syscall.EAGAIN) && !errors.Is(werr, syscall.EINTR)) {
+		if err != nil && !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, syscall.EINTR) {
 			c.closeLocked()
 			return
 		}
-		f = f[n:]
+		f = f[max(n, 0):]
 	}
 	c.pending = append(c.pending, f)
 	c.draining = true
 	c.hub.wg.Add(1)
 	go c.drain()
-}
-
-// rawWrite is the RawConn.Write callback: one write(2) on the non-blocking
-// socket; returning true tells the runtime not to wait for writability.
-func (c *conn) rawWrite(fd uintptr) bool {
-	n, err := syscall.Write(int(fd), c.wbuf)
-	c.wn, c.werr = max(n, 0), err
-	return true
 }
 
 // drain writes a slow client's backlog with blocking writes, then hands the
