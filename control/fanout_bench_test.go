@@ -59,6 +59,13 @@ func serveForBenchmark() int {
 	// OS, so RSS shows what the connections hold, not GC slack.
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
+		if f, ok := strings.CutPrefix(in.Text(), "heap "); ok {
+			if w, err := os.Create(f); err == nil {
+				_ = pprof.Lookup("heap").WriteTo(w, 0)
+				w.Close()
+			}
+			continue
+		}
 		if in.Text() == "gc" {
 			debug.FreeOSMemory()
 			var ms runtime.MemStats
@@ -73,12 +80,12 @@ func serveForBenchmark() int {
 
 // BenchmarkChatFanout measures chat fan-out as the issue asks: N WebSocket
 // clients in one room, comments POSTed through the API at 10/s for 20 s
-// (LIVEENGINE_FANOUT_CLIENTS="1000,5000", LIVEENGINE_FANOUT_SECONDS=20),
+// (LIVEENGINE_FANOUT_CLIENTS="1000,5000,10000", LIVEENGINE_FANOUT_SECONDS=20),
 // reporting delivery latency (POST start → receipt) p50/p99, loss, server
 // RSS per connection and server CPU per delivery. The server runs in a child
 // process so its memory is its own. Run with -benchtime=1x.
 func BenchmarkChatFanout(b *testing.B) {
-	counts := []int{1000, 5000}
+	counts := []int{1000, 5000, 10000}
 	if v := os.Getenv("LIVEENGINE_FANOUT_CLIENTS"); v != "" {
 		counts = nil
 		for _, f := range strings.Split(v, ",") {
@@ -196,6 +203,9 @@ func runFanout(b *testing.B, clients, perSecond int, dur time.Duration) {
 	}
 	memAfter := collect()
 	rssAfter := procStatus(pid, "VmRSS")
+	if f := os.Getenv("LIVEENGINE_FANOUT_HEAPPROFILE"); f != "" {
+		_, _ = io.WriteString(stdin, "heap "+f+"\n")
+	}
 	cpuBefore := procCPU(pid)
 	b.StartTimer()
 	tick := time.NewTicker(time.Second / time.Duration(perSecond))

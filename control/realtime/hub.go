@@ -405,7 +405,10 @@ func (h *Hub) HandleFrom(ctx *fasthttp.RequestCtx, ip string) {
 			return
 		}
 	}
-	if err := h.admit(ip); err != nil {
+	h.mu.Lock()
+	err := h.admitLocked(ip)
+	h.mu.Unlock()
+	if err != nil {
 		if errors.Is(err, ErrClosed) {
 			refuse(ctx, fasthttp.StatusServiceUnavailable, "shutting_down", "server is shutting down")
 		} else {
@@ -415,49 +418,43 @@ func (h *Hub) HandleFrom(ctx *fasthttp.RequestCtx, ip string) {
 		return
 	}
 	sock := ctx.Conn()
-	err := h.upgrader.Upgrade(ctx, func(ws *websocket.Conn) {
+	_ = h.upgrader.Upgrade(ctx, func(ws *websocket.Conn) {
 		c := &conn{hub: h, ws: ws, sock: sock, id: id, ip: ip, fd: -1}
 		if sc, ok := sock.(syscall.Conn); ok {
 			if raw, err := sc.SyscallConn(); err == nil {
 				_ = raw.Control(func(fd uintptr) { c.fd = int(fd) })
 			}
 		}
-		if !h.register(c) {
-			h.release(ip)
+		if err := h.register(c); err != nil {
+			// Lost a race for the last slot (or the hub closed) after the
+			// check above: the handshake is done, so say why in a close frame.
+			code := uint16(websocket.ClosePolicyViolation)
+			if errors.Is(err, ErrClosed) {
+				code = websocket.CloseGoingAway
+			}
+			c.send(closeFrame(code, err.Error()))
 			return
 		}
 		defer h.wg.Done()
 		c.serve()
 	})
-	if err != nil {
-		h.release(ip) // the handshake failed: the handler never runs
-	}
 }
 
 // ErrTooManyConns is the refusal of a client address over
 // control.ws.max_conns_per_ip.
 var ErrTooManyConns = errors.New("too many WebSocket connections from one address")
 
-// admit reserves a connection slot for ip.
-func (h *Hub) admit(ip string) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+// admitLocked checks that ip may open one more connection. The slot is
+// taken only in register, once the handshake is through, so a handshake
+// that fails half-way never holds one.
+func (h *Hub) admitLocked(ip string) error {
 	if h.closed {
 		return ErrClosed
 	}
 	if max := h.conf.MaxConnsPerIP; max > 0 && h.perIP[ip] >= max {
 		return fmt.Errorf("%w: %s has %d open, the limit (control.ws.max_conns_per_ip) is %d", ErrTooManyConns, ip, h.perIP[ip], max)
 	}
-	h.perIP[ip]++
 	return nil
-}
-
-func (h *Hub) release(ip string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.perIP[ip]--; h.perIP[ip] <= 0 {
-		delete(h.perIP, ip)
-	}
 }
 
 func refuse(ctx *fasthttp.RequestCtx, status int, code, msg string) {
@@ -467,18 +464,19 @@ func refuse(ctx *fasthttp.RequestCtx, status int, code, msg string) {
 	ctx.SetBody(b)
 }
 
-func (h *Hub) register(c *conn) bool {
+func (h *Hub) register(c *conn) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.closed {
-		return false
+	if err := h.admitLocked(c.ip); err != nil {
+		return err
 	}
+	h.perIP[c.ip]++
 	h.conns[c] = struct{}{}
 	c.shard = h.nextID % len(h.shards)
 	h.nextID++
 	h.wg.Add(1)
 	h.connections.Add(1)
-	return true
+	return nil
 }
 
 func (h *Hub) unregister(c *conn) {
@@ -488,7 +486,11 @@ func (h *Hub) unregister(c *conn) {
 	for _, t := range c.topicList() {
 		h.leave(c, t)
 	}
-	h.release(c.ip)
+	h.mu.Lock()
+	if h.perIP[c.ip]--; h.perIP[c.ip] <= 0 {
+		delete(h.perIP, c.ip)
+	}
+	h.mu.Unlock()
 	h.connections.Add(-1)
 }
 
