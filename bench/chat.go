@@ -1,18 +1,26 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fasthttp/websocket"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/liveengine/liveengine/bench/wsload"
 )
 
 func init() {
@@ -207,4 +215,379 @@ func (c *chatStorm) client(ctx context.Context, r *Run, token string) error {
 			r.Frames.Add(1)
 		}
 	}
+}
+
+func init() {
+	register("chat-fanout", scenario{
+		summary: "N WebSocket clients in one room of LiveEngine or Centrifugo, R messages/s published through the server's HTTP API: delivery latency, loss, server CPU and RSS per connection",
+		flags: func(fs *flag.FlagSet) runner {
+			return &chatFanout{
+				fs:      fs,
+				server:  fs.String("server", "liveengine", "liveengine (comments through /api/v1, WebSocket /api/v1/ws) or centrifugo (JSON protocol over /connection/websocket, publish through /api)"),
+				api:     fs.String("api", "http://127.0.0.1:8080", "server HTTP base URL (LiveEngine control API, or Centrifugo's HTTP server)"),
+				n:       fs.Int("n", 1000, "WebSocket clients in the room"),
+				rate:    fs.Float64("rate", 10, "messages published per second"),
+				senders: fs.Int("senders", 8, "LiveEngine: signed-in users the comments rotate over (each user is limited to control.limits.comments_per_second)"),
+				room:    fs.String("room", "", "LiveEngine: stream id of the room; empty: register a streamer and create a stream"),
+				channel: fs.String("channel", "bench", "Centrifugo: channel"),
+				secret:  fs.String("hmac-secret", "", "Centrifugo: client.token.hmac_secret_key, to sign each client's connection JWT (HS256)"),
+				apiKey:  fs.String("api-key", "", "Centrifugo: http_api.key"),
+				loops:   fs.Int("loops", runtime.GOMAXPROCS(0), "client epoll loops (threads reading the sockets)"),
+				drain:   fs.Duration("drain", 10*time.Second, "after -duration, how long to wait for messages still in flight"),
+				pause:   fs.Duration("pause", 0, "client loops rest this long after emptying their ready list (fewer wake-ups; adds up to this much to latency)"),
+			}
+		},
+		target:      func(fs *flag.FlagSet) string { return flagString(fs, "api") },
+		framesLabel: "published/s",
+	})
+}
+
+// chatFanout measures one room's fan-out the same way on LiveEngine and on
+// Centrifugo: the clients connect and join before the clock starts (and
+// before the server's CPU is counted); each published message carries its
+// sequence number and the publish call's start time (wsload.Body), and
+// every client checks it receives each one once, in order.
+type chatFanout struct {
+	fs                         *flag.FlagSet
+	server, api, room, channel *string
+	secret, apiKey             *string
+	n, senders, loops          *int
+	rate                       *float64
+	drain, pause               *time.Duration
+
+	hc      *http.Client
+	pid     int
+	rssIdle float64
+	rssConn float64
+	meter   *wsload.Meter
+	clients []*wsload.Loop
+	publish func(ctx context.Context, seq int) error
+	joined  time.Duration
+	started atomic.Pointer[Run] // set when the clock starts
+}
+
+func (c *chatFanout) prepare(ctx context.Context) error {
+	if *c.n < 1 || *c.rate <= 0 || *c.loops < 1 || *c.senders < 1 {
+		return fmt.Errorf("%w: need -n >= 1, -rate > 0, -loops >= 1, -senders >= 1", ErrUsage)
+	}
+	u, err := url.Parse(*c.api)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return fmt.Errorf("%w: -api %q is not an http(s) URL", ErrUsage, *c.api)
+	}
+	c.hc = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	// The server's RSS before the clients connect, to give memory per
+	// connection (the same -server-pid / -server-name the run samples).
+	if pid, _ := strconv.Atoi(flagString(c.fs, "server-pid")); pid > 0 {
+		c.pid = pid
+	} else if name := flagString(c.fs, "server-name"); name != "" {
+		if c.pid, err = FindProcess(name); err != nil {
+			return err
+		}
+	}
+	if c.pid > 0 {
+		c.rssIdle = procRSSMB(c.pid)
+	}
+	wsBase := strings.Replace(strings.TrimSuffix(*c.api, "/"), "http", "ws", 1)
+	var join func(id int) (*wsload.Conn, error)
+	switch *c.server {
+	case "liveengine":
+		join, err = c.prepareLiveEngine(ctx, wsBase)
+	case "centrifugo":
+		join, err = c.prepareCentrifugo(wsBase)
+	default:
+		err = fmt.Errorf("%w: -server %q: liveengine or centrifugo", ErrUsage, *c.server)
+	}
+	if err != nil {
+		return err
+	}
+	c.meter = wsload.NewMeter(*c.n)
+	c.meter.Sample = func(d time.Duration) {
+		if r := c.started.Load(); r != nil {
+			r.Ops.Add(1)
+			r.OpLatency(d)
+		}
+	}
+	if *c.server == "centrifugo" {
+		c.meter.Reply = centrifugoPong
+	}
+	for i := 0; i < *c.loops; i++ {
+		l, err := wsload.NewLoop(c.meter.Handler())
+		if err != nil {
+			return err
+		}
+		l.Pause = *c.pause
+		c.clients = append(c.clients, l)
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	var firstErr atomic.Value
+	for w := 0; w < 32; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= *c.n || firstErr.Load() != nil || ctx.Err() != nil {
+					return
+				}
+				conn, err := join(i)
+				if err == nil {
+					err = c.clients[i%len(c.clients)].Add(conn)
+				}
+				if err != nil {
+					firstErr.Store(fmt.Errorf("client %d: %w", i, err))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		c.closeClients()
+		var he *wsload.HandshakeError
+		if errors.As(err, &he) && he.Status == http.StatusTooManyRequests {
+			return fmt.Errorf("%w (all bench clients come from one address: start LiveEngine with LIVEENGINE_CONTROL_WS_MAX_CONNS_PER_IP=0)", err)
+		}
+		return err
+	}
+	if ctx.Err() != nil {
+		c.closeClients()
+		return ctx.Err()
+	}
+	c.joined = time.Since(start)
+	if c.pid > 0 {
+		c.rssConn = procRSSMB(c.pid)
+	}
+	return nil
+}
+
+func (c *chatFanout) closeClients() {
+	for _, l := range c.clients {
+		l.Close()
+	}
+}
+
+// prepareLiveEngine creates the room and the senders; clients join
+// anonymously ({"type":"subscribe"} → ack).
+func (c *chatFanout) prepareLiveEngine(ctx context.Context, wsBase string) (func(int) (*wsload.Conn, error), error) {
+	run := randomHex(4)
+	room := *c.room
+	if room == "" {
+		host := newAPIClient(*c.api, c.hc)
+		if _, err := host.register(ctx, run, 0, "streamer"); err != nil {
+			return nil, err
+		}
+		st, err := host.createStream(ctx, "fan-out bench "+run)
+		if err != nil {
+			return nil, err
+		}
+		room = st.ID
+	}
+	var senders []*apiClient
+	for i := 1; i <= *c.senders; i++ {
+		cl := newAPIClient(*c.api, c.hc)
+		if _, err := cl.register(ctx, run, i, ""); err != nil {
+			return nil, err
+		}
+		senders = append(senders, cl)
+	}
+	c.publish = func(ctx context.Context, seq int) error {
+		s := senders[seq%len(senders)]
+		_, err := s.call(ctx, http.MethodPost, "/api/v1/streams/"+room+"/comments", map[string]string{"body": wsload.Body(seq, time.Now())}, nil)
+		return err
+	}
+	sub := []byte(`{"type":"subscribe","room":` + strconv.Quote(room) + `,"ref":"join"}`)
+	return func(id int) (*wsload.Conn, error) {
+		return joinWith(ctx, wsBase+"/api/v1/ws", id, [][]byte{sub}, func(m []byte) (bool, error) {
+			if !bytes.Contains(m, []byte(`"ref":"join"`)) {
+				return false, nil
+			}
+			if bytes.Contains(m, []byte(`"type":"error"`)) {
+				return false, fmt.Errorf("subscribe refused: %s", m)
+			}
+			return true, nil
+		})
+	}, nil
+}
+
+// prepareCentrifugo: each client connects with its own HS256 JWT (sub =
+// its number) and subscribes to the channel; messages are published
+// through Centrifugo's HTTP API with the API key.
+func (c *chatFanout) prepareCentrifugo(wsBase string) (func(int) (*wsload.Conn, error), error) {
+	if *c.secret == "" || *c.apiKey == "" {
+		return nil, fmt.Errorf("%w: -server centrifugo needs -hmac-secret and -api-key", ErrUsage)
+	}
+	base := strings.TrimSuffix(*c.api, "/")
+	c.publish = func(ctx context.Context, seq int) error {
+		body, _ := json.Marshal(map[string]any{"channel": *c.channel, "data": map[string]string{"body": wsload.Body(seq, time.Now())}})
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/publish", bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-API-Key", *c.apiKey)
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		if resp.StatusCode != http.StatusOK || bytes.Contains(b, []byte(`"error"`)) {
+			return fmt.Errorf("centrifugo publish: HTTP %d: %s", resp.StatusCode, b)
+		}
+		return nil
+	}
+	sub := []byte(`{"id":2,"subscribe":{"channel":` + strconv.Quote(*c.channel) + `}}`)
+	return func(id int) (*wsload.Conn, error) {
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": strconv.Itoa(id), "exp": time.Now().Add(24 * time.Hour).Unix()}).SignedString([]byte(*c.secret))
+		if err != nil {
+			return nil, err
+		}
+		connect := []byte(`{"id":1,"connect":{"token":"` + tok + `","name":"lebench"}}`)
+		return joinWith(context.Background(), wsBase+"/connection/websocket", id, [][]byte{connect, sub}, func(m []byte) (bool, error) {
+			if bytes.Contains(m, []byte(`"error"`)) {
+				return false, fmt.Errorf("centrifugo refused: %s", m)
+			}
+			return bytes.Contains(m, []byte(`"id":2`)), nil
+		})
+	}, nil
+}
+
+// centrifugoPong answers Centrifugo's JSON-protocol ping ("{}", alone or
+// on a line of a batched frame) with "{}".
+func centrifugoPong(p []byte) []byte {
+	for _, line := range bytes.Split(p, []byte("\n")) {
+		if string(bytes.TrimSpace(line)) == "{}" {
+			return []byte("{}")
+		}
+	}
+	return nil
+}
+
+// joinWith dials, sends the setup messages and reads until done says the
+// client has joined.
+func joinWith(ctx context.Context, u string, id int, setup [][]byte, done func([]byte) (bool, error)) (*wsload.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	conn, err := wsload.Dial(ctx, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	conn.ID = id
+	for _, m := range setup {
+		if err := conn.WriteText(m); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
+	deadline, _ := ctx.Deadline()
+	for {
+		m, err := conn.ReadText(deadline)
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("join: %w", err)
+		}
+		ok, err := done(m)
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+		if ok {
+			return conn, nil
+		}
+	}
+}
+
+func (c *chatFanout) run(ctx context.Context, r *Run) error {
+	defer c.closeClients()
+	r.Active.Store(int64(*c.n))
+	c.started.Store(r)
+	var cpu0 uint64
+	if c.pid > 0 {
+		cpu0, _ = procTicks(c.pid)
+	}
+	reads0, self0 := c.reads(), selfCPU()
+	// Messages go out at the rate whatever each call takes: every publish
+	// runs on its own goroutine (a server that answers slowly does not slow
+	// the publisher down, as with many independent senders).
+	interval := time.Duration(float64(time.Second) / *c.rate)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	var pubs sync.WaitGroup
+	var failed, slow atomic.Int64
+	published := 0
+	pubStart := time.Now()
+publishing:
+	for {
+		select {
+		case <-ctx.Done():
+			break publishing
+		case <-tick.C:
+		}
+		seq := published
+		published++
+		r.Frames.Add(1)
+		pubs.Add(1)
+		go func() {
+			defer pubs.Done()
+			start := time.Now()
+			pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := c.publish(pctx, seq); err != nil {
+				failed.Add(1)
+				r.Error(fmt.Errorf("publish %d: %w", seq, err))
+			}
+			if time.Since(start) > interval {
+				slow.Add(1)
+			}
+		}()
+	}
+	pubDur := time.Since(pubStart)
+	pubs.Wait()
+	late := slow.Load()
+	want := int64(published) * int64(*c.n)
+	deadline := time.Now().Add(*c.drain)
+	for c.meter.Received() < want && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	got := c.meter.Received()
+	r.Note("published %d messages (%.1f/s; %d publish calls took longer than the interval, %d failed or timed out) to %d clients (joined in %s)",
+		published, float64(published)/pubDur.Seconds(), late, failed.Load(), *c.n, c.joined.Round(time.Millisecond))
+	r.Note("deliveries %d of %d: loss %.4f%%, duplicates %d, reordered %d, connections closed %d %v",
+		got, want, 100*float64(want-got)/float64(max(want, 1)), c.meter.Duplicates.Load(), c.meter.Reordered.Load(), c.meter.Closed.Load(), c.meter.CloseErrors())
+	if lat := c.meter.Latencies(); len(lat) > 0 {
+		q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))]) / 1e6 }
+		r.Note("delivery latency (publish call → receipt) p50 %.1f ms, p99 %.1f ms, max %.1f ms", q(0.5), q(0.99), q(1))
+	}
+	if c.pid > 0 {
+		cpu1, _ := procTicks(c.pid)
+		cpuS := float64(cpu1-cpu0) / 100
+		r.Note("server pid %d: RSS idle %.1f MB → %.1f MB with %d clients joined = %.1f KB per connection; CPU %.2f s = %.1f µs per delivery",
+			c.pid, c.rssIdle, c.rssConn, *c.n, (c.rssConn-c.rssIdle)*1024/float64(*c.n), cpuS, cpuS*1e6/float64(max(got, 1)))
+	}
+	self := selfCPU() - self0
+	r.Note("client (this process): %d loops, %d read(2) calls for %d deliveries, CPU %.2f s = %.1f µs per delivery",
+		len(c.clients), c.reads()-reads0, got, self.Seconds(), float64(self.Microseconds())/float64(max(got, 1)))
+	if got < want || c.meter.Duplicates.Load() > 0 {
+		return fmt.Errorf("chat-fanout: %d of %d deliveries missing, %d duplicated", want-got, want, c.meter.Duplicates.Load())
+	}
+	return nil
+}
+
+func (c *chatFanout) reads() int64 {
+	var n int64
+	for _, l := range c.clients {
+		n += l.Reads.Load()
+	}
+	return n
+}
+
+// selfCPU is this process's user+system CPU time.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -3,6 +3,7 @@ package control
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,7 +13,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fasthttp/websocket"
+	"github.com/liveengine/liveengine/bench/wsload"
 	"github.com/liveengine/liveengine/engine"
 )
 
@@ -37,6 +37,7 @@ func serveForBenchmark() int {
 	conf.Database.URL = "sqlite://" + filepath.Join(dir, "c.db")
 	conf.Limits.CommentsPerSecond = 1000
 	conf.Limits.CommentBurst = 1000
+	conf.WS.MaxConnsPerIP = 0 // every bench client comes from 127.0.0.1
 	bus := engine.NewLocalBus()
 	s, err := New(conf, bus, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
@@ -58,6 +59,13 @@ func serveForBenchmark() int {
 	// OS, so RSS shows what the connections hold, not GC slack.
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
+		if f, ok := strings.CutPrefix(in.Text(), "heap "); ok {
+			if w, err := os.Create(f); err == nil {
+				_ = pprof.Lookup("heap").WriteTo(w, 0)
+				w.Close()
+			}
+			continue
+		}
 		if in.Text() == "gc" {
 			debug.FreeOSMemory()
 			var ms runtime.MemStats
@@ -72,12 +80,12 @@ func serveForBenchmark() int {
 
 // BenchmarkChatFanout measures chat fan-out as the issue asks: N WebSocket
 // clients in one room, comments POSTed through the API at 10/s for 20 s
-// (LIVEENGINE_FANOUT_CLIENTS="1000,5000", LIVEENGINE_FANOUT_SECONDS=20),
+// (LIVEENGINE_FANOUT_CLIENTS="1000,5000,10000", LIVEENGINE_FANOUT_SECONDS=20),
 // reporting delivery latency (POST start → receipt) p50/p99, loss, server
 // RSS per connection and server CPU per delivery. The server runs in a child
 // process so its memory is its own. Run with -benchtime=1x.
 func BenchmarkChatFanout(b *testing.B) {
-	counts := []int{1000, 5000}
+	counts := []int{1000, 5000, 10000}
 	if v := os.Getenv("LIVEENGINE_FANOUT_CLIENTS"); v != "" {
 		counts = nil
 		for _, f := range strings.Split(v, ",") {
@@ -156,39 +164,36 @@ func runFanout(b *testing.B, clients, perSecond int, dur time.Duration) {
 	rssBefore := procStatus(pid, "VmRSS")
 
 	total := int(dur.Seconds()) * perSecond
-	var received atomic.Int64
-	lat := make([][]int64, clients)
-	conns := make([]*websocket.Conn, clients)
-	dialer := websocket.Dialer{ReadBufferSize: 1024, WriteBufferSize: 512, HandshakeTimeout: 60 * time.Second}
+	// The client is bench/wsload: a few epoll loops read every socket and
+	// check every frame (sequence and latency) without a goroutine per
+	// connection, so it leaves the CPU to the server it shares the box with.
+	meter := wsload.NewMeter(clients)
+	loops := make([]*wsload.Loop, runtime.GOMAXPROCS(0))
+	for i := range loops {
+		l, err := wsload.NewLoop(meter.Handler())
+		if err != nil {
+			b.Fatal(err)
+		}
+		loops[i] = l
+		defer l.Close()
+	}
+	subscribe := []byte(`{"type":"subscribe","room":"` + in.ID + `","ref":"s"}`)
 	var wg sync.WaitGroup
 	var dialErr atomic.Value
 	next := atomic.Int64{}
-	for w := 0; w < 16; w++ {
+	for w := 0; w < 32; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
 				i := int(next.Add(1) - 1)
-				if i >= clients {
+				if i >= clients || dialErr.Load() != nil {
 					return
 				}
-				conn, _, err := dialer.Dial(c.ws, nil)
-				if err != nil {
+				if err := joinRoom(c.ws, subscribe, i, loops[i%len(loops)]); err != nil {
 					dialErr.Store(err)
 					return
 				}
-				_ = conn.WriteJSON(map[string]string{"type": "subscribe", "room": in.ID, "ref": "s"})
-				for {
-					_, msg, err := conn.ReadMessage()
-					if err != nil {
-						dialErr.Store(err)
-						return
-					}
-					if bytes.Contains(msg, []byte(`"ref":"s"`)) {
-						break
-					}
-				}
-				conns[i] = conn
 			}
 		}()
 	}
@@ -198,65 +203,36 @@ func runFanout(b *testing.B, clients, perSecond int, dur time.Duration) {
 	}
 	memAfter := collect()
 	rssAfter := procStatus(pid, "VmRSS")
-	marker := []byte(`"body":"t=`)
-	var readers sync.WaitGroup
-	for i, conn := range conns {
-		lat[i] = make([]int64, 0, total)
-		readers.Add(1)
-		go func(i int, conn *websocket.Conn) {
-			defer readers.Done()
-			for {
-				_, msg, err := conn.ReadMessage()
-				if err != nil {
-					return
-				}
-				now := time.Now().UnixNano()
-				j := bytes.Index(msg, marker)
-				if j < 0 {
-					continue
-				}
-				rest := msg[j+len(marker):]
-				k := bytes.IndexByte(rest, '"')
-				sent, err := strconv.ParseInt(string(rest[:k]), 10, 64)
-				if err != nil {
-					continue
-				}
-				lat[i] = append(lat[i], now-sent)
-				if received.Add(1) == int64(total*clients) {
-					return
-				}
-			}
-		}(i, conn)
+	if f := os.Getenv("LIVEENGINE_FANOUT_HEAPPROFILE"); f != "" {
+		_, _ = io.WriteString(stdin, "heap "+f+"\n")
 	}
 	cpuBefore := procCPU(pid)
 	b.StartTimer()
 	tick := time.NewTicker(time.Second / time.Duration(perSecond))
-	for sent := 0; sent < total; sent++ {
+	for seq := 0; seq < total; seq++ {
 		<-tick.C
-		alice.must(201, "POST", "/api/v1/streams/"+in.ID+"/comments", map[string]string{"body": "t=" + strconv.FormatInt(time.Now().UnixNano(), 10)}, nil)
+		alice.must(201, "POST", "/api/v1/streams/"+in.ID+"/comments", map[string]string{"body": wsload.Body(seq, time.Now())}, nil)
 	}
 	tick.Stop()
 	// Wait for stragglers, bounded.
 	deadline := time.Now().Add(30 * time.Second)
-	for received.Load() < int64(total*clients) && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
+	for meter.Received() < int64(total*clients) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
 	}
 	b.StopTimer()
 	cpuTicks := procCPU(pid) - cpuBefore
-	for _, conn := range conns {
-		conn.Close()
-	}
-	readers.Wait()
-	var all []int64
-	for _, l := range lat {
-		all = append(all, l...)
-	}
-	slices.Sort(all)
+	all := meter.Latencies()
 	pct := func(p float64) float64 {
 		if len(all) == 0 {
 			return 0
 		}
 		return float64(all[int(p*float64(len(all)-1))]) / 1e6
+	}
+	if n := meter.Duplicates.Load() + meter.Reordered.Load(); n > 0 {
+		b.Errorf("%d messages repeated or out of order (one publisher: order must hold)", n)
+	}
+	if n := meter.Closed.Load(); n > 0 {
+		b.Errorf("%d connections closed during the run: %v", n, meter.CloseErrors())
 	}
 	expected := total * clients
 	loss := float64(expected-len(all)) / float64(expected)
@@ -268,8 +244,47 @@ func runFanout(b *testing.B, clients, perSecond int, dur time.Duration) {
 	b.ReportMetric(loss*100, "loss_%")
 	b.ReportMetric(perConnKB, "server_rss_KB/conn")
 	b.ReportMetric(float64(len(all))/cpuSec, "deliveries/server_cpu_s")
+	b.Logf("client reads %d, server CPU %.1f µs/delivery", readsOf(loops), cpuSec*1e6/float64(max(1, len(all))))
 	b.Logf("clients=%d messages=%d delivered=%d/%d p50=%.1fms p99=%.1fms max=%.1fms loss=%.3f%% server RSS %d→%d KB (%.1f KB/conn; heap %.1f KB/conn, stack %.1f KB/conn, %.2f goroutines/conn) server CPU %.1fs",
 		clients, total, len(all), expected, pct(0.5), pct(0.99), pct(1), loss*100, rssBefore, rssAfter, perConnKB,
 		float64(memAfter.heap-memBefore.heap)/1024/float64(clients), float64(memAfter.stack-memBefore.stack)/1024/float64(clients),
 		float64(memAfter.goroutines-memBefore.goroutines)/float64(clients), cpuSec)
+}
+
+// joinRoom opens one bench connection, subscribes it to the room and hands
+// it to a loop.
+func joinRoom(url string, subscribe []byte, id int, loop *wsload.Loop) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, err := wsload.Dial(ctx, url, nil)
+	if err != nil {
+		return err
+	}
+	conn.ID = id
+	if err := conn.WriteText(subscribe); err != nil {
+		conn.Close()
+		return err
+	}
+	for {
+		msg, err := conn.ReadText(time.Now().Add(60 * time.Second))
+		if err != nil {
+			conn.Close()
+			return err
+		}
+		if bytes.Contains(msg, []byte(`"ref":"s"`)) {
+			if bytes.Contains(msg, []byte(`"type":"error"`)) {
+				conn.Close()
+				return fmt.Errorf("subscribe refused: %s", msg)
+			}
+			return loop.Add(conn)
+		}
+	}
+}
+
+func readsOf(loops []*wsload.Loop) int64 {
+	var n int64
+	for _, l := range loops {
+		n += l.Reads.Load()
+	}
+	return n
 }

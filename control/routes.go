@@ -71,6 +71,6 @@ func (s *Server) health(ctx *fasthttp.RequestCtx) error {
 // websocket hands the request to the hub, which reads its own token (the
 // query parameter or an auth message), so the router's check is skipped.
 func (s *Server) websocket(ctx *fasthttp.RequestCtx) error {
-	s.hub.Handle(ctx)
+	s.hub.HandleFrom(ctx, s.clientIP(ctx))
 	return nil
 }

@@ -10,24 +10,29 @@ import (
 	"github.com/fasthttp/websocket"
 )
 
-// conn is one client. The reader goroutine owns the socket's read side;
-// writes happen in a writer goroutine that runs only while messages are
-// queued, so an idle connection costs one goroutine.
+// conn is one client. The reader goroutine owns the socket's read side
+// (gorilla parses client frames). Writes bypass gorilla: frames are written
+// to the socket without blocking by whoever produces them (a shard writer
+// for room messages, the reader for replies, the pinger), see writer.go; a
+// goroutine exists only while a slow client has a backlog. An idle
+// connection costs one parked goroutine and a few hundred bytes.
 type conn struct {
 	hub *Hub
-	ws  *websocket.Conn
-	id  Identity
+	ws  *websocket.Conn // read side only
+	// sock is the accepted connection itself (not fasthttp's hijack
+	// wrapper, which is recycled once the handler returns): writing or
+	// setting deadlines on it stays safe after it is closed.
+	sock  net.Conn
+	fd    int // the socket's descriptor for non-blocking writes; -1 without one (TLS)
+	shard int
+	ip    string
 
-	mu      sync.Mutex
-	queue   []*websocket.PreparedMessage // nil entry = ping
-	writing bool
-	closed  bool
-	// released is set once the handler is about to return: fasthttp then
-	// recycles the hijacked connection, so nobody may touch c.ws after it.
-	// serve sets it only after the writer goroutine has stopped.
-	released bool
-	idle     *sync.Cond // signalled when writing turns false
-	topics   []string   // joined topics, a handful at most
+	mu       sync.Mutex
+	id       Identity
+	closed   bool
+	pending  [][]byte // frames the drainer still has to write, oldest first
+	draining bool     // a drainer goroutine owns the write side
+	topics   []string // joined topics, a handful at most
 }
 
 // clientMessage is every client → server message.
@@ -49,12 +54,6 @@ const (
 )
 
 func (c *conn) serve() {
-	c.mu.Lock()
-	if c.idle == nil {
-		c.idle = sync.NewCond(&c.mu)
-	}
-	c.mu.Unlock()
-	defer c.release()
 	defer c.hub.unregister(c)
 	defer c.close()
 	h := c.hub
@@ -62,6 +61,19 @@ func (c *conn) serve() {
 	c.ws.SetReadLimit(h.conf.MaxMessageBytes)
 	_ = c.extendRead(wait)
 	c.ws.SetPongHandler(func(string) error { return c.extendRead(wait) })
+	// gorilla would answer pings and close frames by writing on its own;
+	// every write goes through send so frames never interleave.
+	c.ws.SetPingHandler(func(data string) error {
+		c.send(frame(opPong, []byte(data)))
+		return c.extendRead(wait)
+	})
+	c.ws.SetCloseHandler(func(code int, _ string) error {
+		if code == websocket.CloseNoStatusReceived {
+			code = websocket.CloseNormalClosure
+		}
+		c.send(closeFrame(uint16(code), ""))
+		return nil
+	})
 	if c.id.UserID != "" {
 		if err := h.join(c, UserTopic(c.id.UserID)); err != nil {
 			return
@@ -189,117 +201,11 @@ func (c *conn) reply(env Envelope) {
 	if err != nil {
 		return
 	}
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, b)
-	if err != nil {
-		return
-	}
-	c.send(pm)
+	c.send(frame(opText, b))
 }
 
 func (c *conn) fail(ref, code, msg string) {
 	c.reply(Envelope{Type: "error", Ref: ref, Error: &EnvelopeError{Code: code, Message: msg}})
-}
-
-// send queues a message (nil = ping). A client whose queue is full is
-// disconnected rather than allowed to hold memory or slow others.
-func (c *conn) send(pm *websocket.PreparedMessage) {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return
-	}
-	if len(c.queue) >= c.hub.conf.SendQueue {
-		remote := ""
-		if !c.released {
-			remote = c.ws.RemoteAddr().String()
-		}
-		c.mu.Unlock()
-		c.hub.dropped.Add(1)
-		c.hub.log.Info("disconnecting slow websocket client", "remote", remote, "user", c.identity().UserID, "queued", c.hub.conf.SendQueue)
-		c.close()
-		return
-	}
-	c.queue = append(c.queue, pm)
-	if !c.writing {
-		c.writing = true
-		c.hub.wg.Add(1)
-		go c.flush()
-	}
-	c.mu.Unlock()
-}
-
-func (c *conn) flush() {
-	defer c.hub.wg.Done()
-	for {
-		c.mu.Lock()
-		if c.closed || len(c.queue) == 0 {
-			c.writing = false
-			c.queue = nil // give the backing array back while idle
-			if c.idle != nil {
-				c.idle.Broadcast()
-			}
-			c.mu.Unlock()
-			return
-		}
-		pm := c.queue[0]
-		c.queue[0] = nil
-		c.queue = c.queue[1:]
-		c.mu.Unlock()
-		deadline := time.Now().Add(10 * time.Second)
-		var err error
-		if pm == nil {
-			err = c.ws.WriteControl(websocket.PingMessage, nil, deadline)
-		} else {
-			_ = c.ws.SetWriteDeadline(deadline)
-			err = c.ws.WritePreparedMessage(pm)
-		}
-		if err != nil {
-			c.close()
-			// Drain so close() state and writing flag stay consistent.
-			continue
-		}
-	}
-}
-
-func (c *conn) close() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return
-	}
-	c.closed = true
-	c.queue = nil
-	// Ending the reader unregisters the conn and returns from the handler,
-	// after which fasthttp closes the hijacked TCP connection (Close on a
-	// hijacked conn is a no-op, and reaching under it races with fasthttp's
-	// release). An expired read deadline wakes the reader; extendRead never
-	// pushes it out again once closed is set.
-	if !c.released {
-		_ = c.ws.NetConn().SetReadDeadline(time.Now())
-	}
-}
-
-// goingAway tells the client the server is shutting down, then closes.
-func (c *conn) goingAway() {
-	c.mu.Lock()
-	if !c.closed && !c.released {
-		// WriteControl may run concurrently with the writer goroutine.
-		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
-	}
-	c.mu.Unlock()
-	c.close()
-}
-
-// release waits for the writer goroutine to stop and marks the conn as
-// released: after the handler returns, c.ws belongs to fasthttp again.
-func (c *conn) release() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.closed = true
-	for c.writing {
-		c.idle.Wait()
-	}
-	c.released = true
 }
 
 // extendRead pushes the read deadline out unless the conn is closing.
@@ -309,7 +215,7 @@ func (c *conn) extendRead(d time.Duration) error {
 	if c.closed {
 		return net.ErrClosed
 	}
-	return c.ws.SetReadDeadline(time.Now().Add(d))
+	return c.sock.SetReadDeadline(time.Now().Add(d))
 }
 
 func (c *conn) identity() Identity {

@@ -5,10 +5,9 @@
 // different control processes sharing one Redis bus see the same room.
 //
 // Memory per connection is kept small on purpose: one goroutine (the reader)
-// per idle connection, a small read buffer, write buffers borrowed from a
-// pool only while writing, and a writer goroutine that exists only while a
-// connection has messages queued. Each message is framed once
-// (websocket.PreparedMessage) however many clients receive it.
+// per idle connection with a small read buffer, and no write buffer: each
+// message is framed once and the same bytes are written to every socket by
+// a few shard writers (writer.go).
 package realtime
 
 import (
@@ -17,9 +16,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fasthttp/websocket"
@@ -73,11 +74,15 @@ type Config struct {
 	// AllowedOrigins lists browser origins allowed to connect; empty allows
 	// the same host only, "*" allows any.
 	AllowedOrigins []string `yaml:"allowed_origins"`
+	// MaxConnsPerIP caps open WebSockets per client address (0: no cap), so
+	// one host cannot take every file descriptor. Behind a proxy set
+	// control.trust_proxy, or every client shares the proxy's address.
+	MaxConnsPerIP int `yaml:"max_conns_per_ip"`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{SendQueue: 256, MaxRooms: 16, PingInterval: 25 * time.Second, MaxMessageBytes: 4096}
+	return Config{SendQueue: 256, MaxRooms: 16, PingInterval: 25 * time.Second, MaxMessageBytes: 4096, MaxConnsPerIP: 200}
 }
 
 // Validate checks the config; errors name the key under control.ws.
@@ -91,6 +96,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("control.ws.ping_interval: must be at least 1s, got %s", c.PingInterval)
 	case c.MaxMessageBytes < 256:
 		return fmt.Errorf("control.ws.max_message_bytes: must be at least 256, got %d", c.MaxMessageBytes)
+	case c.MaxConnsPerIP < 0:
+		return fmt.Errorf("control.ws.max_conns_per_ip: must be 0 (no cap) or more, got %d", c.MaxConnsPerIP)
 	}
 	return nil
 }
@@ -131,9 +138,13 @@ type Hub struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	shards []chan job // one writer goroutine each
+
 	mu     sync.Mutex
 	topics map[string]*topic
 	conns  map[*conn]struct{}
+	perIP  map[string]int
+	nextID int
 	closed bool
 
 	connections atomic.Int64
@@ -146,6 +157,10 @@ type topic struct {
 	name  string
 	conns map[*conn]struct{}
 	sub   engine.Subscription
+	// byShard is the listeners split by writer shard, rebuilt on the first
+	// delivery after a join or leave; the slices are never modified once
+	// built, so writers read them without the lock.
+	byShard [][]*conn
 }
 
 // New returns a hub; call Close to disconnect every client.
@@ -155,19 +170,28 @@ func New(conf Config, bus engine.Bus, backend Backend, log *slog.Logger) (*Hub, 
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Hub{conf: conf, bus: bus, backend: backend, log: log.With("component", "ws"),
-		ctx: ctx, cancel: cancel, topics: map[string]*topic{}, conns: map[*conn]struct{}{}}
+		ctx: ctx, cancel: cancel, topics: map[string]*topic{}, conns: map[*conn]struct{}{}, perIP: map[string]int{}}
 	h.upgrader = websocket.FastHTTPUpgrader{
 		HandshakeTimeout: 10 * time.Second,
 		ReadBufferSize:   512,
-		WriteBufferSize:  1024,
-		WriteBufferPool:  &sync.Pool{},
-		CheckOrigin:      h.checkOrigin,
+		// gorilla writes nothing after the handshake (see writer.go); the
+		// pool lends a buffer only for a write it would make on its own.
+		WriteBufferSize: 256,
+		WriteBufferPool: &sync.Pool{},
+		CheckOrigin:     h.checkOrigin,
 		Error: func(ctx *fasthttp.RequestCtx, status int, reason error) {
 			ctx.SetStatusCode(status)
 			ctx.SetContentType("application/json")
 			b, _ := json.Marshal(map[string]EnvelopeError{"error": {Code: "bad_handshake", Message: reason.Error()}})
 			ctx.SetBody(b)
 		},
+	}
+	// One writer per CPU: a room's fan-out runs on every core at once.
+	h.shards = make([]chan job, runtime.GOMAXPROCS(0))
+	for i := range h.shards {
+		h.shards[i] = make(chan job, 1024)
+		h.wg.Add(1)
+		go h.writer(h.shards[i])
 	}
 	h.wg.Add(1)
 	go h.pinger()
@@ -227,19 +251,26 @@ func (h *Hub) deliver(topicName string, payload []byte) {
 		h.mu.Unlock()
 		return
 	}
-	targets := make([]*conn, 0, len(t.conns))
-	for c := range t.conns {
-		targets = append(targets, c)
+	if t.byShard == nil {
+		t.byShard = make([][]*conn, len(h.shards))
+		for c := range t.conns {
+			t.byShard[c.shard] = append(t.byShard[c.shard], c)
+		}
 	}
+	byShard, n := t.byShard, len(t.conns)
 	h.mu.Unlock()
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, payload)
-	if err != nil {
-		return
+	f := frame(opText, payload)
+	for i, conns := range byShard {
+		if len(conns) == 0 {
+			continue
+		}
+		select {
+		case h.shards[i] <- job{frame: f, conns: conns}:
+		case <-h.ctx.Done():
+			return
+		}
 	}
-	for _, c := range targets {
-		c.send(pm)
-	}
-	h.delivered.Add(uint64(len(targets)))
+	h.delivered.Add(uint64(n))
 	// A ban takes effect on open connections at once, on every process.
 	if strings.HasPrefix(string(payload[:min(len(payload), 16)]), `{"type":"banned"`) {
 		h.expel(topicName, payload)
@@ -291,6 +322,7 @@ func (h *Hub) join(c *conn, topicName string) error {
 		go h.relay(t)
 	}
 	t.conns[c] = struct{}{}
+	t.byShard = nil
 	return nil
 }
 
@@ -304,6 +336,7 @@ func (h *Hub) leave(c *conn, topicName string) {
 		return
 	}
 	delete(t.conns, c)
+	t.byShard = nil
 	var sub engine.Subscription
 	if len(t.conns) == 0 {
 		delete(h.topics, topicName)
@@ -325,8 +358,8 @@ func (h *Hub) relay(t *topic) {
 }
 
 // pinger pings every connection so dead peers are found and proxies keep
-// idle connections open. Pings go through each connection's queue, so a
-// slow client never blocks the pinger.
+// idle connections open. send never blocks, so a slow client never blocks
+// the pinger.
 func (h *Hub) pinger() {
 	defer h.wg.Done()
 	tick := time.NewTicker(h.conf.PingInterval)
@@ -344,15 +377,20 @@ func (h *Hub) pinger() {
 		}
 		h.mu.Unlock()
 		for _, c := range all {
-			c.send(nil)
+			c.send(pingFrame)
 		}
 	}
 }
 
-// Handle upgrades GET /api/v1/ws. The access token may come as the
+// Handle upgrades GET /api/v1/ws for a client at the connection's remote
+// address; see HandleFrom.
+func (h *Hub) Handle(ctx *fasthttp.RequestCtx) { h.HandleFrom(ctx, ctx.RemoteIP().String()) }
+
+// HandleFrom upgrades GET /api/v1/ws for a client at address ip (the
+// caller resolves proxies). The access token may come as the
 // "access_token" query parameter, an Authorization: Bearer header, or later
 // in an "auth" message (which keeps it out of URLs and logs).
-func (h *Hub) Handle(ctx *fasthttp.RequestCtx) {
+func (h *Hub) HandleFrom(ctx *fasthttp.RequestCtx, ip string) {
 	var id Identity
 	tok := string(ctx.QueryArgs().Peek("access_token"))
 	if tok == "" {
@@ -363,24 +401,38 @@ func (h *Hub) Handle(ctx *fasthttp.RequestCtx) {
 	if tok != "" {
 		var err error
 		if id, err = h.backend.Authenticate(tok); err != nil {
-			ctx.SetStatusCode(fasthttp.StatusUnauthorized)
-			ctx.SetContentType("application/json")
-			b, _ := json.Marshal(map[string]EnvelopeError{"error": {Code: errCode(err, "unauthorized"), Message: err.Error()}})
-			ctx.SetBody(b)
+			refuse(ctx, fasthttp.StatusUnauthorized, errCode(err, "unauthorized"), err.Error())
 			return
 		}
 	}
 	h.mu.Lock()
-	closed := h.closed
+	err := h.admitLocked(ip)
 	h.mu.Unlock()
-	if closed {
-		ctx.Error(`{"error":{"code":"shutting_down","message":"server is shutting down"}}`, fasthttp.StatusServiceUnavailable)
+	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			refuse(ctx, fasthttp.StatusServiceUnavailable, "shutting_down", "server is shutting down")
+		} else {
+			ctx.Response.Header.Set("Retry-After", "10")
+			refuse(ctx, fasthttp.StatusTooManyRequests, "too_many_connections", err.Error())
+		}
 		return
 	}
+	sock := ctx.Conn()
 	_ = h.upgrader.Upgrade(ctx, func(ws *websocket.Conn) {
-		c := &conn{hub: h, ws: ws, id: id}
-		if !h.register(c) {
-			ws.Close()
+		c := &conn{hub: h, ws: ws, sock: sock, id: id, ip: ip, fd: -1}
+		if sc, ok := sock.(syscall.Conn); ok {
+			if raw, err := sc.SyscallConn(); err == nil {
+				_ = raw.Control(func(fd uintptr) { c.fd = int(fd) })
+			}
+		}
+		if err := h.register(c); err != nil {
+			// Lost a race for the last slot (or the hub closed) after the
+			// check above: the handshake is done, so say why in a close frame.
+			code := uint16(websocket.ClosePolicyViolation)
+			if errors.Is(err, ErrClosed) {
+				code = websocket.CloseGoingAway
+			}
+			c.send(closeFrame(code, err.Error()))
 			return
 		}
 		defer h.wg.Done()
@@ -388,16 +440,43 @@ func (h *Hub) Handle(ctx *fasthttp.RequestCtx) {
 	})
 }
 
-func (h *Hub) register(c *conn) bool {
+// ErrTooManyConns is the refusal of a client address over
+// control.ws.max_conns_per_ip.
+var ErrTooManyConns = errors.New("too many WebSocket connections from one address")
+
+// admitLocked checks that ip may open one more connection. The slot is
+// taken only in register, once the handshake is through, so a handshake
+// that fails half-way never holds one.
+func (h *Hub) admitLocked(ip string) error {
+	if h.closed {
+		return ErrClosed
+	}
+	if max := h.conf.MaxConnsPerIP; max > 0 && h.perIP[ip] >= max {
+		return fmt.Errorf("%w: %s has %d open, the limit (control.ws.max_conns_per_ip) is %d", ErrTooManyConns, ip, h.perIP[ip], max)
+	}
+	return nil
+}
+
+func refuse(ctx *fasthttp.RequestCtx, status int, code, msg string) {
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	b, _ := json.Marshal(map[string]EnvelopeError{"error": {Code: code, Message: msg}})
+	ctx.SetBody(b)
+}
+
+func (h *Hub) register(c *conn) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.closed {
-		return false
+	if err := h.admitLocked(c.ip); err != nil {
+		return err
 	}
+	h.perIP[c.ip]++
 	h.conns[c] = struct{}{}
+	c.shard = h.nextID % len(h.shards)
+	h.nextID++
 	h.wg.Add(1)
 	h.connections.Add(1)
-	return true
+	return nil
 }
 
 func (h *Hub) unregister(c *conn) {
@@ -407,6 +486,11 @@ func (h *Hub) unregister(c *conn) {
 	for _, t := range c.topicList() {
 		h.leave(c, t)
 	}
+	h.mu.Lock()
+	if h.perIP[c.ip]--; h.perIP[c.ip] <= 0 {
+		delete(h.perIP, c.ip)
+	}
+	h.mu.Unlock()
 	h.connections.Add(-1)
 }
 

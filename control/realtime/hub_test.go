@@ -2,11 +2,13 @@ package realtime
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -46,8 +48,13 @@ func (r *rules) React(ctx context.Context, id Identity, room, emoji string) erro
 
 func startHub(t *testing.T, bus engine.Bus) (*Hub, string) {
 	t.Helper()
+	return startHubConf(t, DefaultConfig(), bus)
+}
+
+func startHubConf(t *testing.T, conf Config, bus engine.Bus) (*Hub, string) {
+	t.Helper()
 	r := &rules{}
-	h, err := New(DefaultConfig(), bus, r, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h, err := New(conf, bus, r, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,5 +167,92 @@ func TestConfigValidate(t *testing.T) {
 	c.SendQueue = 0
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "control.ws.send_queue") {
 		t.Fatalf("want a named key, got %v", err)
+	}
+}
+
+func TestConnectionsPerIPCapped(t *testing.T) {
+	bus := engine.NewLocalBus()
+	t.Cleanup(func() { bus.Close() })
+	conf := DefaultConfig()
+	conf.MaxConnsPerIP = 2
+	h, url := startHubConf(t, conf, bus)
+	a := dial(t, url)
+	a.next("welcome")
+	b := dial(t, url)
+	b.next("welcome")
+	_, resp, err := websocket.DefaultDialer.Dial(url, nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("third connection from one address: want 429, got %v %v", resp, err)
+	}
+	var body struct {
+		Error EnvelopeError `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.Error.Code != "too_many_connections" ||
+		!strings.Contains(body.Error.Message, "max_conns_per_ip") || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("refusal: %+v %v, Retry-After %q", body, err, resp.Header.Get("Retry-After"))
+	}
+	// A closed connection frees its slot.
+	a.c.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for h.Connections() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("closed connection still counted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c := dial(t, url)
+	c.next("welcome")
+	// A handshake that fails (no Upgrade header) does not leak a slot.
+	for i := 0; i < 3; i++ {
+		r, err := http.Get(strings.Replace(url, "ws://", "http://", 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if r.StatusCode != http.StatusBadRequest && r.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("plain GET: %d", r.StatusCode)
+		}
+	}
+	c.c.Close()
+	d := dialEventually(t, url)
+	d.next("welcome")
+}
+
+// dialEventually dials until the hub has released a closed client's slot.
+func dialEventually(t *testing.T, url string) *peer {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, _, err := websocket.DefaultDialer.Dial(url, nil)
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+			return &peer{t: t, c: c}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dial: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestFrameEncoding(t *testing.T) {
+	for _, tc := range []struct{ n, header int }{{0, 2}, {125, 2}, {126, 4}, {65535, 4}, {65536, 10}, {70000, 10}} {
+		p := []byte(strings.Repeat("a", tc.n))
+		f := frame(opText, p)
+		if f[0] != 0x81 || f[1]&0x80 != 0 || len(f) != tc.header+tc.n || string(f[tc.header:]) != string(p) {
+			t.Fatalf("len %d: header % x, frame %d bytes", tc.n, f[:tc.header], len(f))
+		}
+		var n uint64
+		switch f[1] {
+		case 126:
+			n = uint64(binary.BigEndian.Uint16(f[2:]))
+		case 127:
+			n = binary.BigEndian.Uint64(f[2:])
+		default:
+			n = uint64(f[1])
+		}
+		if n != uint64(tc.n) {
+			t.Fatalf("len %d encoded as %d", tc.n, n)
+		}
 	}
 }
