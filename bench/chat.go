@@ -346,7 +346,9 @@ func (c *chatFanout) prepare(ctx context.Context) error {
 	if err, _ := firstErr.Load().(error); err != nil {
 		c.closeClients()
 		var he *wsload.HandshakeError
-		if errors.As(err, &he) && he.Status == http.StatusTooManyRequests {
+		// The cap answers 429 at the handshake, or closes with 1008 a
+		// client that won the handshake but lost the race for the last slot.
+		if errors.As(err, &he) && he.Status == http.StatusTooManyRequests || strings.Contains(err.Error(), "max_conns_per_ip") {
 			return fmt.Errorf("%w (all bench clients come from one address: start LiveEngine with LIVEENGINE_CONTROL_WS_MAX_CONNS_PER_IP=0)", err)
 		}
 		return err

@@ -58,7 +58,9 @@ func TestChatFanoutAgainstInProcessControl(t *testing.T) {
 func TestChatFanoutPerIPCap(t *testing.T) {
 	api := startControl(t, 5)
 	_, err := RunScenario(context.Background(), []string{"chat-fanout", "-api", api, "-n", "6", "-duration", "1s"}, testProgress{t})
-	if err == nil || !strings.Contains(err.Error(), "429") || !strings.Contains(err.Error(), "LIVEENGINE_CONTROL_WS_MAX_CONNS_PER_IP=0") {
-		t.Fatalf("want a 429 refusal that names the setting, got %v", err)
+	// Concurrent joins meet the cap either at the handshake (429) or, for
+	// one that lost the race for the last slot, as a 1008 close.
+	if err == nil || !(strings.Contains(err.Error(), "429") || strings.Contains(err.Error(), "1008")) || !strings.Contains(err.Error(), "LIVEENGINE_CONTROL_WS_MAX_CONNS_PER_IP=0") {
+		t.Fatalf("want a refusal by the per-IP cap that names the setting, got %v", err)
 	}
 }
