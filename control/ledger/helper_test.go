@@ -16,9 +16,13 @@ import (
 // helperEnv selects a helper mode of the test binary: "serve" runs the money
 // API over fasthttp on the SQLite file $LEDGER_HELPER_DB and writes its
 // address to $LEDGER_HELPER_ADDR, until killed. The crash test SIGKILLs it.
+// "gift-client" is BenchmarkGifts' load generator in its own process.
 const helperEnv = "LEDGER_TEST_HELPER"
 
 func helperMain() int {
+	if os.Getenv(helperEnv) == "gift-client" {
+		return giftClientMain()
+	}
 	if err := serveHelper(); err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 1

@@ -133,6 +133,11 @@ type Ledger struct {
 	// stmts are the writer connection's prepared statements (writer
 	// goroutine only).
 	stmts map[string]*sql.Stmt
+	// scratch is reused by every batch of the writer (writer goroutine
+	// only), so a batch allocates little.
+	scratch struct {
+		args []any
+	}
 
 	transfers, rejected, replayed, batches, maxBatch, fallbacks atomic.Int64
 	commitNanos, applyNanos, syncNanos, syncs                   atomic.Int64
