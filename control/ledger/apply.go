@@ -247,20 +247,14 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 		}
 		trRows, enRows = nil, nil
 	}
-	// SQLite only from here (PostgreSQL wrote its rows above). OR ROLLBACK:
-	// a failed constraint aborts the whole transaction (the batch is then
-	// retried one transfer at a time), so SQLite keeps no statement journal
-	// for these multi-row statements; with the default ABORT it copies
-	// every page they touch into one, a tenth of the writer's time.
+	// SQLite only from here (PostgreSQL wrote its rows above).
 	for _, part := range rowChunks(trRows, 11) {
-		q := "INSERT OR ROLLBACK INTO ledger_transfers (id, idem_key, kind, actor, stream_id, amount, meta, fingerprint, resp_status, resp_body, created_at) VALUES " + tuples(len(part)/11, "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?")
-		if _, err := l.exec(ctx, c, q, part...); err != nil {
+		if err := l.insertRows(ctx, c, "ledger_transfers (id, idem_key, kind, actor, stream_id, amount, meta, fingerprint, resp_status, resp_body, created_at)", part, 11); err != nil {
 			return nil, fmt.Errorf("insert transfers: %w", err)
 		}
 	}
 	for _, part := range rowChunks(enRows, 9) {
-		q := "INSERT OR ROLLBACK INTO ledger_entries (transfer_id, seq, debit, credit, amount, kind, actor, stream_id, created_at) VALUES " + tuples(len(part)/9, "?, ?, ?, ?, ?, ?, ?, ?, ?")
-		if _, err := l.exec(ctx, c, q, part...); err != nil {
+		if err := l.insertRows(ctx, c, "ledger_entries (transfer_id, seq, debit, credit, amount, kind, actor, stream_id, created_at)", part, 9); err != nil {
 			return nil, fmt.Errorf("insert entries: %w", err)
 		}
 	}
@@ -383,7 +377,7 @@ func chunks(xs []any, size int) [][]any {
 // Statement sizes: variable-length statements are padded or split to these
 // row counts, so the writer reuses a handful of prepared statements instead
 // of parsing new SQL text for every batch.
-var buckets = []int{1, 2, 4, 8, 16, 32, 64, 128, 256, chunkRows}
+var buckets = []int{1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 320, chunkRows}
 
 func padSize(n int) int {
 	for _, b := range buckets {
@@ -411,23 +405,40 @@ func pad(xs []any, width int) []any {
 	return out
 }
 
-// rowChunks splits flattened rows (width values each) into groups whose row
-// counts are bucket sizes, largest first.
+// rowChunks splits flattened rows (width values each) into groups of at
+// most chunkRows rows.
 func rowChunks(xs []any, width int) [][]any {
 	var out [][]any
-	rows := len(xs) / width
-	for rows > 0 {
-		size := 1
-		for _, b := range buckets {
-			if b <= rows {
-				size = b
-			}
-		}
-		out = append(out, xs[:size*width])
-		xs = xs[size*width:]
-		rows -= size
+	for len(xs) > chunkRows*width {
+		out = append(out, xs[:chunkRows*width])
+		xs = xs[chunkRows*width:]
+	}
+	if len(xs) > 0 {
+		out = append(out, xs)
 	}
 	return out
+}
+
+// insertRows inserts flattened rows (width values each, the first never
+// NULL) into target ("table (columns)") with ONE statement, SQLite only.
+// The rows are padded with NULL rows up to a bucket size, which the
+// statement filters out, so the same few prepared statements serve every
+// batch: a statement per power-of-two part of the batch cost more than
+// the padding. OR ROLLBACK: a failed constraint aborts the whole
+// transaction (the batch is then retried one transfer at a time), so SQLite
+// keeps no statement journal; with the default ABORT it copies every page
+// these statements touch into one, a tenth of the writer's time.
+func (l *Ledger) insertRows(ctx context.Context, c *sql.Conn, target string, rows []any, width int) error {
+	n := len(rows) / width
+	size := padSize(n)
+	args := append(l.scratch.args[:0], rows...)
+	for i := n * width; i < size*width; i++ {
+		args = append(args, nil)
+	}
+	l.scratch.args = args[:0]
+	q := "INSERT OR ROLLBACK INTO " + target + " SELECT * FROM (VALUES " + tuples(size, placeholders(width)) + ") WHERE column1 IS NOT NULL"
+	_, err := l.exec(ctx, c, q, args...)
+	return err
 }
 
 // stmt returns the writer connection's prepared statement for q, or nil

@@ -214,6 +214,10 @@ func (l *Ledger) writerConn(ctx context.Context) (*sql.Conn, error) {
 		for _, p := range []string{
 			"PRAGMA synchronous=" + sync,
 			"PRAGMA busy_timeout=" + strconv.FormatInt(l.conf.BusyTimeout.Milliseconds(), 10),
+			// The writer re-reads the pages it wrote a moment ago (key and
+			// account B-trees): 64 MiB of cache instead of 2 MiB keeps them
+			// out of pread calls.
+			"PRAGMA cache_size=-65536",
 		} {
 			if _, err := c.ExecContext(ctx, p); err != nil {
 				c.Close()
@@ -368,7 +372,14 @@ func (l *Ledger) run() {
 			}
 		}
 		if open && l.conf.Linger > 0 && len(batch) < l.conf.MaxBatch {
-			linger.Reset(l.conf.Linger)
+			// Wait up to Linger for more, but stop once no transfer came
+			// for a quiet gap: under load the queue keeps filling and the
+			// batch grows (per-batch costs shared by more gifts: a batch of
+			// ~50 costs a quarter less CPU per gift than one of ~25), while
+			// a lone transfer waits only the gap.
+			deadline := time.Now().Add(l.conf.Linger)
+			gap := quietGap(l.conf.Linger)
+			linger.Reset(gap)
 		wait:
 			for len(batch) < l.conf.MaxBatch {
 				select {
@@ -377,6 +388,11 @@ func (l *Ledger) run() {
 						break wait
 					}
 					batch = append(batch, j)
+					rest := time.Until(deadline)
+					if rest <= 0 {
+						break wait
+					}
+					linger.Reset(min(gap, rest))
 				case <-linger.C:
 					break wait
 				}
@@ -385,6 +401,12 @@ func (l *Ledger) run() {
 		}
 		l.process(batch)
 	}
+}
+
+// quietGap is how long the writer's queue may stay empty before a
+// lingering batch starts anyway: a third of linger, at least 100µs.
+func quietGap(linger time.Duration) time.Duration {
+	return min(linger, max(linger/3, 100*time.Microsecond))
 }
 
 func (l *Ledger) process(batch []*job) {
