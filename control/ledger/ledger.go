@@ -489,7 +489,30 @@ var (
 // newID returns a time-ordered id (so B-tree inserts append) that is unique
 // across nodes with overwhelming probability.
 func newID(prefix string, t time.Time) string {
-	return fmt.Sprintf("%s%012x%s%06x", prefix, t.UnixMilli(), idNode, idSeq.Add(1)&0xffffff)
+	return formatID(prefix, t.UnixMilli(), idSeq.Add(1)&0xffffff)
+}
+
+// formatID is fmt.Sprintf("%s%012x%s%06x", prefix, ms, idNode, seq) without
+// fmt (one per transfer on the writer).
+func formatID(prefix string, ms int64, seq uint64) string {
+	var buf [64]byte
+	b := append(buf[:0], prefix...)
+	b = appendHex(b, uint64(ms), 12)
+	b = append(b, idNode...)
+	b = appendHex(b, seq, 6)
+	return string(b)
+}
+
+// appendHex appends v in lowercase hex, zero-padded to at least width digits.
+func appendHex(b []byte, v uint64, width int) []byte {
+	var d [16]byte
+	i := len(d)
+	for v > 0 || len(d)-i < width {
+		i--
+		d[i] = "0123456789abcdef"[v&0xf]
+		v >>= 4
+	}
+	return append(b, d[i:]...)
 }
 
 func isUnique(err error) bool { return sqldb.IsUniqueViolation(err) }

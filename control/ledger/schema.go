@@ -46,6 +46,9 @@ var schema = []string{
 		PRIMARY KEY (transfer_id, seq)
 	)` + withoutRowID,
 	`CREATE INDEX IF NOT EXISTS ledger_entries_credit ON ledger_entries (credit, created_at)`,
+	// The debit side of an account's history (GET /wallet/transactions).
+	// It costs the writer about a tenth more per gift (BenchmarkApply).
+	`CREATE INDEX IF NOT EXISTS ledger_entries_debit ON ledger_entries (debit, created_at)`,
 	`CREATE TABLE IF NOT EXISTS ledger_gifts (
 		id TEXT PRIMARY KEY,
 		name TEXT NOT NULL,
