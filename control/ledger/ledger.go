@@ -214,10 +214,6 @@ func (l *Ledger) writerConn(ctx context.Context) (*sql.Conn, error) {
 		for _, p := range []string{
 			"PRAGMA synchronous=" + sync,
 			"PRAGMA busy_timeout=" + strconv.FormatInt(l.conf.BusyTimeout.Milliseconds(), 10),
-			// The writer re-reads the pages it wrote a moment ago (key and
-			// account B-trees): 64 MiB of cache instead of 2 MiB keeps them
-			// out of pread calls.
-			"PRAGMA cache_size=-65536",
 		} {
 			if _, err := c.ExecContext(ctx, p); err != nil {
 				c.Close()
