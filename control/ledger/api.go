@@ -72,6 +72,7 @@ type API struct {
 	providers map[string]payment.Provider
 	routes    []Route
 	patterns  [][]string
+	serves    []func(*fasthttp.RequestCtx, params) // routes[i] after matching
 
 	inflightMu sync.Mutex
 	inflight   map[string]struct{}
@@ -158,9 +159,9 @@ func (a *API) Handle(ctx *fasthttp.RequestCtx) {
 	path := splitPath(string(ctx.Path()))
 	methodOK := false
 	for i, r := range a.routes {
-		if _, ok := matchPath(a.patterns[i], path); ok {
+		if p, ok := matchPath(a.patterns[i], path); ok {
 			if string(ctx.Method()) == r.Method {
-				r.Handler(ctx)
+				a.serves[i](ctx, p) // matched once, not again by r.Handler
 				return
 			}
 			methodOK = true
@@ -186,13 +187,7 @@ type handlerFunc func(ctx *fasthttp.RequestCtx, p params, who caller)
 // route registers a handler; auth "" = public, "user", "admin".
 func (a *API) route(method, pattern, auth string, h handlerFunc) {
 	pat := splitPath(pattern)
-	a.patterns = append(a.patterns, pat)
-	a.routes = append(a.routes, Route{Method: method, Path: pattern, Handler: func(ctx *fasthttp.RequestCtx) {
-		p, ok := matchPath(pat, splitPath(string(ctx.Path())))
-		if !ok {
-			writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such endpoint")
-			return
-		}
+	serve := func(ctx *fasthttp.RequestCtx, p params) {
 		var who caller
 		if auth != "" {
 			id, role, err := a.deps.Auth.Authenticate(ctx)
@@ -211,6 +206,16 @@ func (a *API) route(method, pattern, auth string, h handlerFunc) {
 			return
 		}
 		h(ctx, p, who)
+	}
+	a.patterns = append(a.patterns, pat)
+	a.serves = append(a.serves, serve)
+	a.routes = append(a.routes, Route{Method: method, Path: pattern, Handler: func(ctx *fasthttp.RequestCtx) {
+		p, ok := matchPath(pat, splitPath(string(ctx.Path())))
+		if !ok {
+			writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such endpoint")
+			return
+		}
+		serve(ctx, p)
 	}})
 }
 

@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -170,8 +169,8 @@ func (a *API) sendGift(ctx *fasthttp.RequestCtx, p params, who caller) {
 			writeError(ctx, status, code, msg)
 		}
 	}
-	var b sendGiftBody
-	if err := json.Unmarshal(ctx.PostBody(), &b); err != nil {
+	b, err := parseSendGift(ctx.PostBody())
+	if err != nil {
 		fail(fasthttp.StatusBadRequest, "bad_request", "invalid JSON body: "+err.Error())
 		return
 	}
@@ -226,10 +225,10 @@ func (a *API) sendGift(ctx *fasthttp.RequestCtx, p params, who caller) {
 		IdempotencyKey: id.key, Legs: legs, Kind: TransferGift, Actor: who.id, StreamID: streamID, Fingerprint: id.fingerprint,
 		Meta: `{"gift_id":` + strconv.Quote(g.ID) + `,"quantity":` + strconv.FormatInt(b.Quantity, 10) + `}`,
 		Respond: func(rc Receipt) (int, []byte) {
-			return fasthttp.StatusCreated, mustJSON(GiftReceipt{
+			return fasthttp.StatusCreated, GiftReceipt{
 				TransferID: rc.TransferID, StreamID: streamID, StreamerID: owner, GiftID: g.ID, Quantity: b.Quantity,
 				Coins: total, Balance: rc.Balances[wallet], CreatedAt: rc.CreatedAt.UTC(),
-			})
+			}.appendJSON(make([]byte, 0, 256))
 		},
 	})
 	if err != nil {

@@ -415,6 +415,25 @@ func TestWithdrawals(t *testing.T) {
 			if len(tx.Transactions) == 0 {
 				t.Fatal("no transactions")
 			}
+			// The sender's list has both sides: the top-up credit and the
+			// gifts' debits, newest first, cut at the limit.
+			var all, three struct{ Transactions []TransactionView }
+			s.must(200, "GET", "/api/v1/wallet/transactions?limit=500", "fan", "", nil, &all)
+			s.must(200, "GET", "/api/v1/wallet/transactions?limit=3", "fan", "", nil, &three)
+			var credits, debits int
+			for i, v := range all.Transactions {
+				if v.Amount > 0 {
+					credits++
+				} else {
+					debits++
+				}
+				if i > 0 && v.At.After(all.Transactions[i-1].At) {
+					t.Fatalf("not newest first: %+v", all.Transactions)
+				}
+			}
+			if credits == 0 || debits < 2 || len(three.Transactions) != 3 || !three.Transactions[0].At.Equal(all.Transactions[0].At) {
+				t.Fatalf("fan transactions: %d credits, %d debits, limit 3 gave %d", credits, debits, len(three.Transactions))
+			}
 			mustInvariants(t, db)
 		})
 	}

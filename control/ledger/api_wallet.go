@@ -52,8 +52,16 @@ func (a *API) listTransactions(ctx *fasthttp.RequestCtx, _ params, who caller) {
 	db := a.l.db
 	var out []TransactionView
 	for _, acct := range []AccountID{Wallet(who.id), Earnings(who.id), Hold(who.id)} {
-		rows, err := db.QueryContext(rc, db.Rebind(`SELECT transfer_id, kind, debit, credit, amount, stream_id, created_at FROM ledger_entries
-			WHERE credit = ? OR debit = ? ORDER BY created_at DESC LIMIT ?`), string(acct), string(acct), limit)
+		// Each side walks its own (account, created_at) index backwards
+		// and stops at the limit (the debit side scans on SQLite, which
+		// has no debit index: see schema.go); an OR over both would sort
+		// every entry of a busy account (a streamer's millions of credits).
+		// Ties (the legs of one transfer) are broken by transfer and leg.
+		rows, err := db.QueryContext(rc, db.Rebind(`SELECT transfer_id, kind, debit, credit, amount, stream_id, created_at FROM (
+			SELECT * FROM (SELECT transfer_id, seq, kind, debit, credit, amount, stream_id, created_at FROM ledger_entries WHERE credit = ? ORDER BY created_at DESC, transfer_id DESC, seq DESC LIMIT ?) AS c
+			UNION ALL
+			SELECT * FROM (SELECT transfer_id, seq, kind, debit, credit, amount, stream_id, created_at FROM ledger_entries WHERE debit = ? ORDER BY created_at DESC, transfer_id DESC, seq DESC LIMIT ?) AS d
+			) AS e ORDER BY created_at DESC, transfer_id DESC, seq DESC LIMIT ?`), string(acct), limit, string(acct), limit, limit)
 		if err != nil {
 			a.internal(ctx, err)
 			return

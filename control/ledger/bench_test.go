@@ -2,9 +2,13 @@ package ledger
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
-	"sort"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -21,17 +25,37 @@ import (
 //
 //	go test ./control/ledger -run '^$' -bench BenchmarkGifts -benchtime 20000x
 //
+// LEDGER_BENCH_CLIENT=process runs the HTTP clients in a child process, so
+// the server's CPU per gift is measured alone; LEDGER_BENCH_CLIENTS=16,64,256
+// picks the client counts.
+//
 // Reported: gifts/s, p50-ms, p99-ms, failed (non-201 answers).
 func BenchmarkGifts(b *testing.B) {
 	for _, d := range dialects {
 		for _, mode := range []string{"batch", "naive"} {
-			for _, clients := range []int{16, 64} {
+			for _, clients := range benchClients() {
 				b.Run(fmt.Sprintf("%s/%s/clients=%d", d, mode, clients), func(b *testing.B) {
 					benchGifts(b, d, mode == "naive", clients)
 				})
 			}
 		}
 	}
+}
+
+// benchClients is 16 and 64 concurrent clients, or the comma-separated
+// list in $LEDGER_BENCH_CLIENTS.
+func benchClients() []int {
+	v := os.Getenv("LEDGER_BENCH_CLIENTS")
+	if v == "" {
+		return []int{16, 64}
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && n > 0 {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func benchGifts(b *testing.B, dialect string, naive bool, clients int) {
@@ -65,61 +89,36 @@ func benchGifts(b *testing.B, dialect string, naive bool, clients int) {
 		}()
 	}
 	wg.Wait()
-	client := &fasthttp.HostClient{Addr: s.addr, MaxConns: clients, ReadTimeout: 60 * time.Second, WriteTimeout: 60 * time.Second, MaxConnWaitTimeout: 60 * time.Second}
-	var next, failed atomic.Int64
-	lat := make([][]time.Duration, clients)
-	body := []byte(`{"gift_id":"rose"}`)
+	separate := os.Getenv("LEDGER_BENCH_CLIENT") == "process"
 	b.ResetTimer()
 	cpu0 := cpuTime()
 	start := time.Now()
-	for c := 0; c < clients; c++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req := fasthttp.AcquireRequest()
-			resp := fasthttp.AcquireResponse()
-			req.Header.SetMethod("POST")
-			req.SetRequestURI("http://" + s.addr + "/api/v1/streams/live/gifts")
-			mine := make([]time.Duration, 0, b.N/clients+1)
-			for {
-				i := next.Add(1)
-				if i > int64(b.N) {
-					break
-				}
-				req.Header.Set("Authorization", fmt.Sprint("Bearer u", i%senders))
-				req.Header.Set(HeaderIdempotencyKey, fmt.Sprint("g", i))
-				req.SetBody(body)
-				t0 := time.Now()
-				err := client.Do(req, resp)
-				mine = append(mine, time.Since(t0))
-				if err != nil || resp.StatusCode() != 201 {
-					if failed.Add(1) <= 3 {
-						b.Logf("gift %d: %v %d %s", i, err, resp.StatusCode(), resp.Body())
-					}
-				}
-			}
-			lat[c] = mine
-		}()
+	var res giftLoad
+	if separate {
+		res = runGiftClientProcess(b, s.addr, b.N, clients, senders)
+	} else {
+		res = runGiftClients(s.addr, b.N, clients, senders, b.Logf)
 	}
-	wg.Wait()
 	elapsed := time.Since(start)
+	if res.Elapsed > 0 {
+		elapsed = res.Elapsed // the child's own clock: no process start-up
+	}
 	cpu := cpuTime() - cpu0
 	b.StopTimer()
-	// CPU of this process (server, ledger, SQLite and the HTTP clients; not
-	// the PostgreSQL server) per gift: comparable even when the shared
-	// machine is loaded.
+	// CPU per gift: comparable even when the shared machine is loaded. In
+	// process mode (LEDGER_BENCH_CLIENT=process) the clients run in a child
+	// process: cpu-us/gift is then the server alone (HTTP, JSON, ledger,
+	// SQLite) and client-cpu-us/gift the load generator; otherwise
+	// cpu-us/gift is both. Never the PostgreSQL server.
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/gift")
-	var all []time.Duration
-	for _, l := range lat {
-		all = append(all, l...)
+	if separate {
+		b.ReportMetric(float64(res.clientCPU.Microseconds())/float64(b.N), "client-cpu-us/gift")
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	pct := func(p float64) float64 { return float64(all[int(p*float64(len(all)-1))].Microseconds()) / 1000 }
-	ok := int64(b.N) - failed.Load()
+	ok := int64(b.N) - res.failed
 	b.ReportMetric(float64(ok)/elapsed.Seconds(), "gifts/s")
-	b.ReportMetric(pct(0.50), "p50-ms")
-	b.ReportMetric(pct(0.99), "p99-ms")
-	b.ReportMetric(float64(failed.Load()), "failed")
+	b.ReportMetric(res.p50, "p50-ms")
+	b.ReportMetric(res.p99, "p99-ms")
+	b.ReportMetric(float64(res.failed), "failed")
 	st := s.l.Stats()
 	if st.Batches > 0 {
 		b.ReportMetric(float64(st.Transfers)/float64(st.Batches), "gifts/batch")
@@ -182,8 +181,175 @@ func BenchmarkLedgerTransfer(b *testing.B) {
 	}
 }
 
+// giftLoad is what a gift load generator measured.
+type giftLoad struct {
+	P50Ms     float64       `json:"p50_ms"`
+	P99Ms     float64       `json:"p99_ms"`
+	Failed    int64         `json:"failed"`
+	ClientCPU time.Duration `json:"client_cpu"`
+	Elapsed   time.Duration `json:"elapsed"`
+	p50, p99  float64
+	failed    int64
+	clientCPU time.Duration
+}
+
+// runGiftClients sends n gifts over clients connections, each answered
+// before the connection sends its next: sender i%senders, key g<i>.
+func runGiftClients(addr string, n, clients, senders int, logf func(string, ...any)) giftLoad {
+	client := &fasthttp.HostClient{Addr: addr, MaxConns: clients, ReadTimeout: 60 * time.Second, WriteTimeout: 60 * time.Second, MaxConnWaitTimeout: 60 * time.Second}
+	var next, failed atomic.Int64
+	lat := make([][]time.Duration, clients)
+	body := []byte(`{"gift_id":"rose"}`)
+	var wg sync.WaitGroup
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := fasthttp.AcquireRequest()
+			resp := fasthttp.AcquireResponse()
+			req.Header.SetMethod("POST")
+			req.SetRequestURI("http://" + addr + "/api/v1/streams/live/gifts")
+			mine := make([]time.Duration, 0, n/clients+1)
+			var auth, key []byte
+			for {
+				i := next.Add(1)
+				if i > int64(n) {
+					break
+				}
+				auth = strconv.AppendInt(append(auth[:0], "Bearer u"...), i%int64(senders), 10)
+				key = strconv.AppendInt(append(key[:0], 'g'), i, 10)
+				req.Header.SetBytesV("Authorization", auth)
+				req.Header.SetBytesV(HeaderIdempotencyKey, key)
+				req.SetBody(body)
+				t0 := time.Now()
+				err := client.Do(req, resp)
+				mine = append(mine, time.Since(t0))
+				if err != nil || resp.StatusCode() != 201 {
+					if failed.Add(1) <= 3 {
+						logf("gift %d: %v %d %s", i, err, resp.StatusCode(), resp.Body())
+					}
+				}
+			}
+			lat[c] = mine
+		}()
+	}
+	wg.Wait()
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	slices.Sort(all)
+	pct := func(p float64) float64 { return float64(all[int(p*float64(len(all)-1))].Microseconds()) / 1000 }
+	return giftLoad{p50: pct(0.50), p99: pct(0.99), failed: failed.Load()}
+}
+
+// runGiftClientProcess runs runGiftClients in a child process (this test
+// binary in helper mode "gift-client"), so the load generator's CPU is
+// measured apart from the server's.
+func runGiftClientProcess(b *testing.B, addr string, n, clients, senders int) giftLoad {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=gift-client", "LEDGER_HELPER_ADDR="+addr,
+		fmt.Sprintf("LEDGER_CLIENT_N=%d", n), fmt.Sprintf("LEDGER_CLIENT_CONNS=%d", clients), fmt.Sprintf("LEDGER_CLIENT_SENDERS=%d", senders))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		b.Fatalf("gift client process: %v", err)
+	}
+	var r giftLoad
+	if err := json.Unmarshal(out, &r); err != nil {
+		b.Fatalf("gift client process output %q: %v", out, err)
+	}
+	r.p50, r.p99, r.failed, r.clientCPU = r.P50Ms, r.P99Ms, r.Failed, r.ClientCPU
+	return r
+}
+
+// giftClientMain is helper mode "gift-client": the load of runGiftClients,
+// its result and the process's CPU time as JSON on stdout.
+func giftClientMain() int {
+	n, _ := strconv.Atoi(os.Getenv("LEDGER_CLIENT_N"))
+	conns, _ := strconv.Atoi(os.Getenv("LEDGER_CLIENT_CONNS"))
+	senders, _ := strconv.Atoi(os.Getenv("LEDGER_CLIENT_SENDERS"))
+	if n < 1 || conns < 1 || senders < 1 {
+		fmt.Fprintln(os.Stderr, "gift-client: bad LEDGER_CLIENT_* environment")
+		return 2
+	}
+	cpu0 := cpuTime()
+	t0 := time.Now()
+	r := runGiftClients(os.Getenv("LEDGER_HELPER_ADDR"), n, conns, senders, func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) })
+	r.P50Ms, r.P99Ms, r.Failed, r.ClientCPU, r.Elapsed = r.p50, r.p99, r.failed, cpuTime()-cpu0, time.Since(t0)
+	if err := json.NewEncoder(os.Stdout).Encode(r); err != nil {
+		return 1
+	}
+	return 0
+}
+
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkApply measures the writer's work alone: batches of gifts (2 legs,
+// a stored response) applied by apply on one goroutine, SQLite with
+// synchronous=NORMAL and no fsync, 1000 senders; ns/op is per gift. The
+// least noisy guide to the writer's cost per gift on a shared machine.
+func BenchmarkApply(b *testing.B) {
+	for _, size := range []int{1, 45, 64} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			db := openDB(b, "sqlite")
+			conf := DefaultConfig()
+			conf.Synchronous = SyncNormal
+			l, err := New(db, conf, testLog())
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			c, err := l.writerConn(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			l.conn = c
+			b.Cleanup(func() {
+				for _, st := range l.stmts {
+					st.Close()
+				}
+				c.Close()
+			})
+			const senders = 1000
+			var seed []*job
+			for i := 0; i < senders; i++ {
+				seed = append(seed, &job{ctx: ctx, req: &TransferRequest{IdempotencyKey: fmt.Sprint("seed-", i), Kind: TransferTopup,
+					Legs: []Leg{{From: Clearing("x"), To: Wallet(fmt.Sprint("u", i)), Amount: 1 << 40}}}})
+			}
+			if _, err := l.apply(ctx, c, seed); err != nil {
+				b.Fatal(err)
+			}
+			body := []byte(`{"transfer_id":"tr_019abc0123456789abcdef012345","stream_id":"live","streamer_id":"star","gift_id":"rose","quantity":1,"coins":10,"balance":1099511627766,"created_at":"2026-11-25T23:40:00.123456Z"}`)
+			respond := func(Receipt) (int, []byte) { return 201, body }
+			jobs := make([]*job, 0, size)
+			b.ResetTimer()
+			cpu0 := cpuTime()
+			for i := 0; i < b.N; i += size {
+				jobs = jobs[:0]
+				for k := i; k < min(i+size, b.N); k++ {
+					u := Wallet(fmt.Sprint("u", k%senders))
+					jobs = append(jobs, &job{ctx: ctx, req: &TransferRequest{IdempotencyKey: fmt.Sprintf("u:u%d:g%d", k%senders, k), Kind: TransferGift, Actor: string(u), StreamID: "live",
+						Fingerprint: "0123456789abcdef0123456789abcdef", Meta: `{"gift_id":"rose","quantity":1}`, Respond: respond,
+						Legs: []Leg{{From: u, To: Earnings("star"), Amount: 7}, {From: u, To: Platform, Amount: 3}}}})
+				}
+				out, err := l.apply(ctx, c, jobs)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, o := range out {
+					if o.err != nil {
+						b.Fatal(o.err)
+					}
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+			mustInvariants(b, db)
+		})
+	}
 }

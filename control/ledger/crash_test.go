@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/liveengine/liveengine/control/sqldb"
+	"github.com/liveengine/liveengine/internal/testsvc"
 	"github.com/valyala/fasthttp"
 )
 
@@ -22,11 +23,11 @@ type helperProc struct {
 	s   *server
 }
 
-func startHelper(t *testing.T, dbPath string, n int) *helperProc {
+func startHelper(t *testing.T, dbURL string, n int) *helperProc {
 	t.Helper()
 	addrFile := filepath.Join(t.TempDir(), fmt.Sprint("addr", n))
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=serve", "LEDGER_HELPER_DB="+dbPath, "LEDGER_HELPER_ADDR="+addrFile)
+	cmd.Env = append(os.Environ(), helperEnv+"=serve", "LEDGER_HELPER_DB_URL="+dbURL, "LEDGER_HELPER_ADDR="+addrFile)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -44,13 +45,25 @@ func startHelper(t *testing.T, dbPath string, n int) *helperProc {
 }
 
 // TestCrashMidStorm runs a gift storm against the API in a subprocess,
-// SIGKILLs it mid-storm, restarts it on the same SQLite file and retries
-// every request with its key: nobody is charged twice, every answered gift
-// got the same answer again, and the invariants hold.
+// SIGKILLs it mid-storm, restarts it on the same database (a SQLite file, or
+// a PostgreSQL database that outlives the process) and retries every
+// request with its key: nobody is charged twice, every answered gift got
+// the same answer again, and the invariants hold.
 func TestCrashMidStorm(t *testing.T) {
-	dbPath := filepath.Join(t.TempDir(), "crash.db")
+	for _, d := range dialects {
+		t.Run(d, func(t *testing.T) {
+			url := "sqlite://" + filepath.Join(t.TempDir(), "crash.db")
+			if d == "postgres" {
+				url = testsvc.Postgres(t)
+			}
+			crashMidStorm(t, url)
+		})
+	}
+}
+
+func crashMidStorm(t *testing.T, dbURL string) {
 	const users, gifts, coins = 40, 20, 1000
-	p := startHelper(t, dbPath, 1)
+	p := startHelper(t, dbURL, 1)
 	var wg sync.WaitGroup
 	for u := 0; u < users; u++ {
 		wg.Add(1)
@@ -96,7 +109,7 @@ func TestCrashMidStorm(t *testing.T) {
 	before := nAnswered.Load()
 	t.Logf("killed after %d answered gifts", before)
 
-	p2 := startHelper(t, dbPath, 2)
+	p2 := startHelper(t, dbURL, 2)
 	replayed := 0
 	for u := 0; u < users; u++ {
 		user := fmt.Sprint("fan", u)
@@ -117,7 +130,7 @@ func TestCrashMidStorm(t *testing.T) {
 	if replayed != int(before) {
 		t.Fatalf("%d replays, want %d", replayed, before)
 	}
-	db, err := sqldb.Open("sqlite://" + dbPath)
+	db, err := sqldb.Open(dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,11 +14,15 @@ import (
 )
 
 // helperEnv selects a helper mode of the test binary: "serve" runs the money
-// API over fasthttp on the SQLite file $LEDGER_HELPER_DB and writes its
+// API over fasthttp on the database $LEDGER_HELPER_DB_URL and writes its
 // address to $LEDGER_HELPER_ADDR, until killed. The crash test SIGKILLs it.
+// "gift-client" is BenchmarkGifts' load generator in its own process.
 const helperEnv = "LEDGER_TEST_HELPER"
 
 func helperMain() int {
+	if os.Getenv(helperEnv) == "gift-client" {
+		return giftClientMain()
+	}
 	if err := serveHelper(); err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 1
@@ -27,7 +31,7 @@ func helperMain() int {
 }
 
 func serveHelper() error {
-	db, err := sqldb.Open("sqlite://" + os.Getenv("LEDGER_HELPER_DB"))
+	db, err := sqldb.Open(os.Getenv("LEDGER_HELPER_DB_URL"))
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/liveengine/liveengine/control/sqldb"
@@ -70,17 +71,48 @@ func bucket(p Period, t time.Time) string {
 	}
 }
 
-// boardKeys returns the keys a record increments, with the member and score.
+// increments yields the keys a record increments, with the member and score.
 func (g GiftRecord) increments(yield func(key, member string, score int64)) {
-	for _, p := range []Period{PeriodDay, PeriodWeek, PeriodAll} {
+	bk := bucketsOf(g.At)
+	for _, p := range bk {
 		if g.Sender != "" && g.Coins > 0 {
-			yield(Board{StreamID: g.StreamID, Period: p, At: g.At}.Key(), g.Sender, g.Coins)
-			yield(Board{Period: p, At: g.At}.Key(), g.Sender, g.Coins)
+			if g.StreamID != "" {
+				yield("stream:"+g.StreamID+":"+p, g.Sender, g.Coins)
+			} else {
+				yield("gifters:"+p, g.Sender, g.Coins) // as Board.Key
+			}
+			yield("gifters:"+p, g.Sender, g.Coins)
 		}
 		if g.Streamer != "" && g.Earned > 0 {
-			yield(Board{Streamers: true, Period: p, At: g.At}.Key(), g.Streamer, g.Earned)
+			yield("streamers:"+p, g.Streamer, g.Earned)
 		}
 	}
+}
+
+// dayBuckets are the day, week and all-time bucket names of one UTC day.
+type dayBuckets struct {
+	day   int64
+	names [3]string
+}
+
+// lastBuckets memoizes bucketsOf for the current day: every gift of a
+// batch falls on it, and formatting dates showed in the gift path's profile.
+var lastBuckets atomic.Pointer[dayBuckets]
+
+// bucketsOf returns the bucket names (as Board.Key builds them) of the day,
+// the week and all time containing t.
+func bucketsOf(t time.Time) [3]string {
+	day := t.Unix()
+	if day < 0 {
+		day -= 86399 // floor division for dates before 1970
+	}
+	day /= 86400
+	if b := lastBuckets.Load(); b != nil && b.day == day {
+		return b.names
+	}
+	b := &dayBuckets{day: day, names: [3]string{bucket(PeriodDay, t), bucket(PeriodWeek, t), bucket(PeriodAll, t)}}
+	lastBuckets.Store(b)
+	return b.names
 }
 
 // Standing is one row of a leaderboard.

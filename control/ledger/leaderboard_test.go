@@ -93,3 +93,36 @@ func TestBoardKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestIncrementKeysMatchBoards checks that the keys a gift increments (built
+// from memoized day buckets) are exactly the boards Top reads, across day,
+// week and year boundaries and before 1970.
+func TestIncrementKeysMatchBoards(t *testing.T) {
+	for _, at := range []time.Time{
+		time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2025, 12, 31, 23, 59, 59, 999, time.UTC),
+		time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("x", -5*3600)),
+		time.Date(2026, 3, 9, 0, 0, 0, 1, time.UTC),
+		time.Date(1969, 12, 31, 23, 0, 0, 0, time.UTC),
+		time.Date(1969, 12, 31, 23, 0, 0, 0, time.UTC), // memoized
+		time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC),
+	} {
+		g := GiftRecord{Sender: "v", StreamID: "s", Coins: 10, Streamer: "st", Earned: 7, At: at}
+		got := map[string]bool{}
+		g.increments(func(key, member string, score int64) { got[key+" "+member] = true })
+		want := map[string]bool{}
+		for _, p := range []Period{PeriodDay, PeriodWeek, PeriodAll} {
+			want[Board{StreamID: "s", Period: p, At: at}.Key()+" v"] = true
+			want[Board{Period: p, At: at}.Key()+" v"] = true
+			want[Board{Streamers: true, Period: p, At: at}.Key()+" st"] = true
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%v: %v, want %v", at, got, want)
+		}
+		for k := range want {
+			if !got[k] {
+				t.Fatalf("%v: missing %s in %v", at, k, got)
+			}
+		}
+	}
+}

@@ -131,3 +131,15 @@ func TestLedgerConcurrentBatches(t *testing.T) {
 		})
 	}
 }
+
+func TestFormatID(t *testing.T) {
+	for _, c := range []struct {
+		ms  int64
+		seq uint64
+	}{{0, 0}, {1764115200123, 1}, {1<<48 - 1, 0xffffff}, {1 << 52, 0xabc}} {
+		want := fmt.Sprintf("%s%012x%s%06x", "tr_", c.ms, idNode, c.seq)
+		if got := formatID("tr_", c.ms, c.seq); got != want {
+			t.Errorf("formatID(%d, %d) = %s, want %s", c.ms, c.seq, got, want)
+		}
+	}
+}

@@ -46,6 +46,12 @@ var schema = []string{
 		PRIMARY KEY (transfer_id, seq)
 	)` + withoutRowID,
 	`CREATE INDEX IF NOT EXISTS ledger_entries_credit ON ledger_entries (credit, created_at)`,
+	// The debit side of an account's history (GET /wallet/transactions), on
+	// PostgreSQL only: every gift debits a different wallet, so on SQLite
+	// this index dirties about one more random page per gift in the single
+	// writer, +35% of its CPU per gift (BenchmarkApply: 80 vs 59 µs at
+	// batches of 45). SQLite answers the debit side with a scan.
+	`CREATE INDEX IF NOT EXISTS ledger_entries_debit ON ledger_entries (debit, created_at)` + postgresOnly,
 	`CREATE TABLE IF NOT EXISTS ledger_gifts (
 		id TEXT PRIMARY KEY,
 		name TEXT NOT NULL,
@@ -99,10 +105,19 @@ var schema = []string{
 // withoutRowID marks tables that SQLite stores WITHOUT ROWID.
 const withoutRowID = " /*without-rowid*/"
 
+// postgresOnly marks statements Migrate skips on SQLite.
+const postgresOnly = " /*postgres-only*/"
+
 // Migrate creates the ledger's tables (all prefixed ledger_) when missing.
 // It is idempotent and safe to run at every start.
 func Migrate(ctx context.Context, db *sqldb.DB) error {
 	for _, q := range schema {
+		if strings.HasSuffix(q, postgresOnly) {
+			if db.Dialect != sqldb.Postgres {
+				continue
+			}
+			q = strings.TrimSuffix(q, postgresOnly)
+		}
 		if db.Dialect == sqldb.SQLite {
 			// Text-keyed tables stored in their primary key's B-tree: one
 			// B-tree less to write per row.

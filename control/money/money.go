@@ -108,6 +108,18 @@ func (b bridge) StreamOwner(ctx context.Context, streamID string) (string, bool,
 // stream's room on every control process, typed by its "type" field.
 func (b bridge) PublishRoomEvent(ctx context.Context, streamID string, event any) error {
 	typ := "event"
+	switch ev := event.(type) {
+	case ledger.GiftEvent: // every gift: no JSON round trip to read its type
+		if ev.Type != "" {
+			typ = ev.Type
+		}
+		return b.s.PushRoom(ctx, streamID, typ, event)
+	case *ledger.GiftEvent:
+		if ev.Type != "" {
+			typ = ev.Type
+		}
+		return b.s.PushRoom(ctx, streamID, typ, event)
+	}
 	if raw, err := json.Marshal(event); err == nil {
 		var head struct {
 			Type string `json:"type"`

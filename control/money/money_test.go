@@ -14,6 +14,7 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/liveengine/liveengine/control"
+	"github.com/liveengine/liveengine/control/ledger"
 	"github.com/liveengine/liveengine/engine"
 	"gopkg.in/yaml.v3"
 )
@@ -115,6 +116,25 @@ func TestMountedMoneyRoutes(t *testing.T) {
 			t.Fatal(err)
 		}
 		if env.Type == "gift" {
+			break
+		}
+	}
+	// The ledger's own event type takes the path without a JSON round trip.
+	if err := (bridge{s}).PublishRoomEvent(context.Background(), in.ID, ledger.GiftEvent{Type: "gift", StreamID: in.ID, GiftID: "rose", Coins: 7}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		var env struct {
+			Type string
+			Data map[string]any
+		}
+		if err := ws.ReadJSON(&env); err != nil {
+			t.Fatal(err)
+		}
+		if env.Type == "gift" && env.Data["gift_id"] == "rose" {
+			if env.Data["coins"] != float64(7) || env.Data["stream_id"] != in.ID {
+				t.Fatalf("gift event %+v", env.Data)
+			}
 			break
 		}
 	}
