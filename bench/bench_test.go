@@ -170,7 +170,7 @@ func TestScenariosAgainstInProcessServer(t *testing.T) {
 	}()
 	go func() {
 		defer wg.Done()
-		whep = runScenario(t, ctx, "whep-viewers", "-url", srv.http+"/whep/g2g", "-n", "2", "-duration", "15s")
+		whep = runScenario(t, ctx, "whep-viewers", "-url", srv.http+"/whep/g2g", "-n", "2", "-duration", "15s", "-settle", "1s", "-server-pid", itoa(os.Getpid()))
 	}()
 	wg.Wait()
 	for _, r := range []*Report{pub, hls, whep} {
@@ -198,6 +198,11 @@ func TestScenariosAgainstInProcessServer(t *testing.T) {
 	}
 	if whep.Packets == 0 {
 		t.Errorf("whep-viewers: no RTP packets")
+	}
+	// The steady window: packets over the server's CPU time in it.
+	if st := whep.Steady; st == nil || st.Viewers != 2 || st.WindowS < 1 || st.PacketsPerS <= 0 || st.ServerCPUPct <= 0 ||
+		st.PacketsPerCore <= 0 || st.RSSMB <= 0 {
+		t.Errorf("whep-viewers: steady window %+v", st)
 	}
 	dir := t.TempDir()
 	if err := hls.WriteJSON(filepath.Join(dir, "r.json")); err != nil {

@@ -55,6 +55,7 @@ type Run struct {
 	errs     []string
 	timeline []Point
 	notes    []string
+	steady   *Steady
 }
 
 // Point is one second of the timeline.
@@ -284,6 +285,7 @@ type Report struct {
 	Timeline    []Point   `json:"timeline"`
 	ErrorSample []string  `json:"error_samples,omitempty"`
 	Notes       []string  `json:"notes,omitempty"`
+	Steady      *Steady   `json:"steady,omitempty"`
 }
 
 // Server summarises the sampled server process.
@@ -309,6 +311,7 @@ func (r *Run) Report() *Report {
 		Timeline:    append([]Point(nil), r.timeline...),
 		ErrorSample: append([]string(nil), r.errs...),
 		Notes:       append([]string(nil), r.notes...),
+		Steady:      r.steady,
 	}
 	if dur > 0 {
 		rep.MbpsAvg = float64(rep.Bytes) * 8 / dur / 1e6

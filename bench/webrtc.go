@@ -36,6 +36,7 @@ func init() {
 				n:       fs.Int("n", 1, "number of viewers"),
 				stagger: fs.Duration("stagger", 50*time.Millisecond, "delay between viewer starts"),
 				token:   fs.String("token", "", "bearer token for the WHEP endpoint"),
+				settle:  fs.Duration("settle", 3*time.Second, "wait this long after the last viewer connects before the steady window (packets/s per server core, RSS per viewer) opens"),
 			}
 			v.pub = publishFlag(fs)
 			return v
@@ -178,6 +179,7 @@ type whepViewers struct {
 	n       *int
 	stagger *time.Duration
 	token   *string
+	settle  *time.Duration
 	pub     *embeddedPublisher
 	api     *webrtc.API
 }
@@ -196,8 +198,97 @@ func (v *whepViewers) prepare(context.Context) error {
 func (v *whepViewers) run(ctx context.Context, r *Run) error {
 	v.pub.start(ctx, r)
 	defer v.pub.wait()
+	steady := make(chan struct{})
+	go func() {
+		defer close(steady)
+		r.steadyWindow(ctx, *v.n, *v.settle)
+	}()
 	runClients(ctx, r, *v.n, *v.stagger, func() error { return WatchWHEP(ctx, v.api, *v.url, *v.token, r) })
+	<-steady
 	return nil
+}
+
+// Steady is the forwarding figure of a fan-out run: from settle after the
+// last viewer connected until just before the run ends, RTP packets the
+// viewers received against the server's CPU time over the same window,
+// read from /proc/PID/stat (user + system: kernel UDP work counts).
+type Steady struct {
+	Viewers        int     `json:"viewers"`
+	WindowS        float64 `json:"window_s"`
+	PacketsPerS    float64 `json:"packets_per_s"`
+	ServerCPUPct   float64 `json:"server_cpu_pct"`
+	PacketsPerCore float64 `json:"packets_per_s_per_core"`
+	RSSStartMB     float64 `json:"server_rss_start_mb"`
+	RSSMB          float64 `json:"server_rss_mb"`
+	RSSPerViewerMB float64 `json:"server_rss_per_viewer_mb"`
+}
+
+// steadyWindow measures Steady once n clients are active; RSS at the start
+// of the run (publisher on, no viewer yet) is the base of the per-viewer
+// figure. Without a server process it reports the packet rate only.
+func (r *Run) steadyWindow(ctx context.Context, n int, settle time.Duration) {
+	pid := 0
+	var rssStart float64
+	if r.proc != nil {
+		pid = r.proc.PID
+		rssStart = procRSSMB(pid)
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for r.Active.Load() < int64(n) {
+		select {
+		case <-ctx.Done():
+			r.Note("steady window: only %d of %d viewers connected", r.Active.Load(), n)
+			return
+		case <-tick.C:
+		}
+	}
+	var end <-chan time.Time // nil: the window closes with ctx
+	if dl, ok := ctx.Deadline(); ok {
+		// Close the window before the viewers hang up.
+		t := time.NewTimer(time.Until(dl) - 500*time.Millisecond)
+		defer t.Stop()
+		end = t.C
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-end:
+		r.Note("steady window: run too short for -settle %s", settle)
+		return
+	case <-time.After(settle):
+	}
+	t0, p0 := time.Now(), r.Packets.Load()
+	var c0 uint64
+	if pid != 0 {
+		c0, _ = procTicks(pid)
+	}
+	select {
+	case <-ctx.Done():
+	case <-end:
+	}
+	dt := time.Since(t0).Seconds()
+	if dt < 1 {
+		r.Note("steady window shorter than 1 s: no figure")
+		return
+	}
+	s := &Steady{Viewers: n, WindowS: dt, PacketsPerS: float64(r.Packets.Load()-p0) / dt}
+	line := fmt.Sprintf("steady %.1f s, %d viewers: %.0f RTP packets/s received", dt, n, s.PacketsPerS)
+	if pid != 0 {
+		c1, _ := procTicks(pid)
+		s.ServerCPUPct = float64(c1-c0) / clockTicks / dt * 100
+		if s.ServerCPUPct > 0 {
+			s.PacketsPerCore = s.PacketsPerS / (s.ServerCPUPct / 100)
+		}
+		s.RSSStartMB, s.RSSMB = rssStart, procRSSMB(pid)
+		s.RSSPerViewerMB = (s.RSSMB - s.RSSStartMB) / float64(n)
+		line += fmt.Sprintf(", server cpu %.1f%% of a core = %.0f packets/s per core; server rss %.0f MB -> %.0f MB (%+.2f MB per viewer)",
+			s.ServerCPUPct, s.PacketsPerCore, s.RSSStartMB, s.RSSMB, s.RSSPerViewerMB)
+	}
+	r.mu.Lock()
+	r.steady = s
+	r.mu.Unlock()
+	r.Note("%s", line)
 }
 
 // WatchWHEP subscribes to a WHEP endpoint until ctx ends, counting RTP

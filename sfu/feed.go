@@ -123,7 +123,8 @@ func (f *feed) add(v *viewer, replay bool) bool {
 		return false
 	}
 	if replay && f.gopOK && len(f.gop) > 0 {
-		v.write(f, f.gop)
+		// f.gop only grows in place or is replaced: the prefix is stable.
+		v.startCatchUp(f, f.gop[:len(f.gop):len(f.gop)])
 	}
 	f.viewers = append(f.viewers, v)
 	return true
@@ -219,9 +220,11 @@ func (f *feed) fanOutLocked(u *engine.Unit, key bool) {
 			}
 		}
 	}
+	f.sfu.tr.hold()
 	for _, v := range f.viewers {
 		v.write(f, f.pkts)
 	}
+	f.sfu.tr.release()
 }
 
 func (f *feed) onEnd() {

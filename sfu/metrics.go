@@ -15,6 +15,7 @@ type Metrics struct {
 	packetsOut, bytesOut            atomic.Uint64
 	packetsIn, bytesIn              atomic.Uint64
 	nacks, plis                     atomic.Uint64
+	retransmits                     atomic.Uint64
 	bwe                             atomic.Int64
 }
 
@@ -60,6 +61,7 @@ type Snapshot struct {
 	PacketsOut, BytesOut            uint64
 	PacketsIn, BytesIn              uint64
 	NACKs, PLIs                     uint64
+	Retransmits                     uint64
 	EstimatedBandwidth              int64
 }
 
@@ -71,6 +73,7 @@ func (m *Metrics) Snapshot() Snapshot {
 		PacketsOut: m.packetsOut.Load(), BytesOut: m.bytesOut.Load(),
 		PacketsIn: m.packetsIn.Load(), BytesIn: m.bytesIn.Load(),
 		NACKs: m.nacks.Load(), PLIs: m.plis.Load(),
+		Retransmits:        m.retransmits.Load(),
 		EstimatedBandwidth: m.bwe.Load(),
 	}
 }
@@ -84,12 +87,13 @@ var (
 	descByteIn  = prometheus.NewDesc("liveengine_webrtc_bytes_in_total", "RTP payload bytes received from publishers.", nil, nil)
 	descNACK    = prometheus.NewDesc("liveengine_webrtc_nacked_packets_total", "Packets peers asked again for with RTCP NACK.", nil, nil)
 	descPLI     = prometheus.NewDesc("liveengine_webrtc_plis_total", "Keyframe requests (PLI/FIR) received from peers.", nil, nil)
+	descRTX     = prometheus.NewDesc("liveengine_webrtc_retransmitted_packets_total", "Packets WHEP viewers asked again for that were resent from the history.", nil, nil)
 	descBWE     = prometheus.NewDesc("liveengine_webrtc_estimated_bandwidth_bits", "Sum of the congestion controller's target bitrates over WHEP viewers.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPeers, descTracks, descPktOut, descByteOut, descPktIn, descByteIn, descNACK, descPLI, descBWE} {
+	for _, d := range []*prometheus.Desc{descPeers, descTracks, descPktOut, descByteOut, descPktIn, descByteIn, descNACK, descPLI, descRTX, descBWE} {
 		ch <- d
 	}
 }
@@ -107,6 +111,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descByteIn, prometheus.CounterValue, float64(s.BytesIn))
 	ch <- prometheus.MustNewConstMetric(descNACK, prometheus.CounterValue, float64(s.NACKs))
 	ch <- prometheus.MustNewConstMetric(descPLI, prometheus.CounterValue, float64(s.PLIs))
+	ch <- prometheus.MustNewConstMetric(descRTX, prometheus.CounterValue, float64(s.Retransmits))
 	ch <- prometheus.MustNewConstMetric(descBWE, prometheus.GaugeValue, float64(s.EstimatedBandwidth))
 }
 

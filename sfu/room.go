@@ -513,7 +513,9 @@ func (t *roomTrack) forward(r *Room) {
 		// publisher's mean nothing to a subscriber.
 		pkt.Extension = false
 		pkt.Extensions = pkt.Extensions[:0]
+		r.x.tr.hold()
 		_ = t.local.WriteRTP(&pkt)
+		r.x.tr.release()
 		m.packetsOut.Add(uint64(subs))
 		m.bytesOut.Add(uint64(subs) * uint64(len(pkt.Payload)))
 	}

@@ -27,16 +27,20 @@ type Transport struct {
 	log  *slog.Logger
 
 	udpConn net.PacketConn
+	batch   *batchConn // udpConn with batched writes; nil if not a UDPConn
 	tcpLn   net.Listener
 	udpMux  ice.UDPMux
 	tcpMux  ice.TCPMux
 	turn    *turn.Server
 
-	// api has NACK, RTCP reports and TWCC feedback; apiBWE adds the
-	// send-side congestion controller (GCC) for viewers that can switch
-	// renditions, because the estimator costs CPU per packet.
-	api    *webrtc.API
-	apiBWE *webrtc.API
+	// api has NACK, RTCP reports and TWCC feedback (WHIP, rooms).
+	// apiViewer is for WHEP viewers: no pion NACK responder, the viewer's
+	// outTrack answers NACKs from the feed's shared packets. apiBWE adds
+	// the send-side congestion controller (GCC) to it for viewers that
+	// can switch renditions, because the estimator costs CPU per packet.
+	api       *webrtc.API
+	apiViewer *webrtc.API
+	apiBWE    *webrtc.API
 
 	bweMu      sync.Mutex // serializes NewPeerConnection on apiBWE
 	pendingBWE cc.BandwidthEstimator
@@ -77,6 +81,24 @@ func (t *Transport) requestKeyframe(streamID string) {
 	}
 }
 
+// socketBuffer is the send and receive buffer asked for the ICE UDP socket.
+const socketBuffer = 4 << 20
+
+// hold starts a fan-out on the shared UDP socket: the packets written until
+// the matching release leave in sendmmsg batches.
+func (t *Transport) hold() {
+	if t.batch != nil {
+		t.batch.hold()
+	}
+}
+
+// release ends a fan-out started with hold and sends what it queued.
+func (t *Transport) release() {
+	if t.batch != nil {
+		t.batch.release()
+	}
+}
+
 // Metrics returns the counters shared by every WebRTC component.
 func (t *Transport) Metrics() *Metrics { return &t.metrics }
 
@@ -96,9 +118,18 @@ func NewTransport(conf Config, log *slog.Logger) (*Transport, error) {
 		return nil, fmt.Errorf("webrtc.ice_udp_port: listen %s: %w", udpAddr, err)
 	}
 	t.udpConn = pc
+	muxConn := pc
+	if uc, ok := pc.(*net.UDPConn); ok {
+		// One socket carries every peer: bigger buffers absorb a fan-out
+		// burst (the kernel caps them at net.core.[rw]mem_max).
+		_ = uc.SetWriteBuffer(socketBuffer)
+		_ = uc.SetReadBuffer(socketBuffer)
+		t.batch = newBatchConn(uc)
+		muxConn = t.batch
+	}
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelError
-	t.udpMux = webrtc.NewICEUDPMux(lf.NewLogger("ice-udp"), pc)
+	t.udpMux = webrtc.NewICEUDPMux(lf.NewLogger("ice-udp"), muxConn)
 	if conf.ICETCPPort >= 0 {
 		tcpAddr := net.JoinHostPort(host, strconv.Itoa(conf.ICETCPPort))
 		ln, err := net.Listen("tcp", tcpAddr)
@@ -154,7 +185,11 @@ func NewTransport(conf Config, log *slog.Logger) (*Transport, error) {
 		}
 	}
 
-	if t.api, err = buildAPI(se, nil); err != nil {
+	if t.api, err = buildAPI(se, nil, true); err != nil {
+		t.Close()
+		return nil, err
+	}
+	if t.apiViewer, err = buildAPI(se, nil, false); err != nil {
 		t.Close()
 		return nil, err
 	}
@@ -172,7 +207,7 @@ func NewTransport(conf Config, log *slog.Logger) (*Transport, error) {
 		return nil, fmt.Errorf("webrtc: congestion controller: %w", err)
 	}
 	ccf.OnNewPeerConnection(func(_ string, e cc.BandwidthEstimator) { t.pendingBWE = e })
-	if t.apiBWE, err = buildAPI(se, ccf); err != nil {
+	if t.apiBWE, err = buildAPI(se, ccf, false); err != nil {
 		t.Close()
 		return nil, err
 	}
@@ -244,7 +279,10 @@ var OpusCapability = webrtc.RTPCodecCapability{
 // H264Capability is the H.264 codec of the SFU's outgoing video tracks.
 var H264Capability = h264Codec(102, "42e01f").RTPCodecCapability
 
-func buildAPI(se webrtc.SettingEngine, ccf interceptor.Factory) (*webrtc.API, error) {
+// buildAPI makes a WebRTC API. Without nackResponder, the API still
+// advertises NACK (the codecs carry the feedback) but leaves answering
+// to the caller.
+func buildAPI(se webrtc.SettingEngine, ccf interceptor.Factory, nackResponder bool) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	for _, c := range []webrtc.RTPCodecParameters{
 		h264Codec(102, "42e01f"), h264Codec(104, "42001f"), h264Codec(106, "4d001f"),
@@ -266,8 +304,10 @@ func buildAPI(se webrtc.SettingEngine, ccf interceptor.Factory) (*webrtc.API, er
 			return nil, fmt.Errorf("webrtc: twcc header extension: %w", err)
 		}
 	}
-	if err := webrtc.ConfigureNack(m, ir); err != nil {
-		return nil, fmt.Errorf("webrtc: nack: %w", err)
+	if nackResponder {
+		if err := webrtc.ConfigureNack(m, ir); err != nil {
+			return nil, fmt.Errorf("webrtc: nack: %w", err)
+		}
 	}
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
 		return nil, fmt.Errorf("webrtc: rtcp reports: %w", err)
@@ -278,13 +318,28 @@ func buildAPI(se webrtc.SettingEngine, ccf interceptor.Factory) (*webrtc.API, er
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
 
-// NewPeerConnection makes a peer connection on the shared ports. With bwe,
-// the connection runs the send-side congestion controller and its
-// estimator is returned.
+// NewPeerConnection makes a peer connection on the shared ports, with
+// pion's NACK generator and responder. bwe is kept for callers; a
+// congestion-controlled connection is a WHEP viewer's only
+// (newViewerPeerConnection).
 func (t *Transport) NewPeerConnection(bwe bool) (*webrtc.PeerConnection, cc.BandwidthEstimator, error) {
+	if bwe {
+		return t.newViewerPeerConnection(true)
+	}
+	pc, err := t.api.NewPeerConnection(webrtc.Configuration{ICEServers: t.serverICEServers()})
+	if err != nil {
+		return nil, nil, fmt.Errorf("webrtc: new peer connection: %w", err)
+	}
+	return pc, nil, nil
+}
+
+// newViewerPeerConnection makes a WHEP viewer's peer connection: the
+// viewer answers NACKs itself. With bwe, the connection runs the
+// send-side congestion controller and its estimator is returned.
+func (t *Transport) newViewerPeerConnection(bwe bool) (*webrtc.PeerConnection, cc.BandwidthEstimator, error) {
 	conf := webrtc.Configuration{ICEServers: t.serverICEServers()}
 	if !bwe {
-		pc, err := t.api.NewPeerConnection(conf)
+		pc, err := t.apiViewer.NewPeerConnection(conf)
 		if err != nil {
 			return nil, nil, fmt.Errorf("webrtc: new peer connection: %w", err)
 		}

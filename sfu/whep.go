@@ -11,7 +11,6 @@ import (
 	"github.com/liveengine/liveengine/engine"
 	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/rtcp"
-	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/valyala/fasthttp"
 )
@@ -25,8 +24,8 @@ type viewer struct {
 	group   string
 	stream  *engine.Stream // counted as a viewer of this stream
 	pc      *webrtc.PeerConnection
-	video   *webrtc.TrackLocalStaticRTP
-	audio   *webrtc.TrackLocalStaticRTP
+	video   *outTrack
+	audio   *outTrack
 	bwe     cc.BandwidthEstimator
 	pinned  bool
 	log     *slog.Logger
@@ -40,10 +39,13 @@ type viewer struct {
 	subs         []*feed // feeds this viewer holds a reference on
 	started      bool
 	closed       bool
-	vpkt         rtp.Packet
-	apkt         rtp.Packet
 	lastBWE      int64
-	lastVTS      uint32
+	// catchUp holds what the viewer still has to get, in order, while the
+	// cached GOP is replayed at a bounded rate (see startCatchUp); live
+	// packets queue behind it. catchingUp is false in the steady state.
+	catchUp    []queued
+	catchingUp bool
+	lastVTS    uint32
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -52,64 +54,152 @@ type viewer struct {
 }
 
 // write sends the packets of one unit that came from feed f. Called with
-// f.mu held. The packet structs are reused: nothing is allocated here.
+// f.mu held. Nothing is allocated here: the payloads are the feed's.
 func (v *viewer) write(f *feed, pkts []packet) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.closed {
 		return
 	}
+	if v.catchingUp {
+		if len(v.catchUp)+len(pkts) > catchUpMax {
+			// The viewer cannot catch up (a very long GOP, or it
+			// stalls): drop the backlog and start at the next keyframe.
+			v.catchUp, v.catchingUp, v.started = nil, false, false
+		} else {
+			for i := range pkts {
+				v.catchUp = append(v.catchUp, queued{f: f, p: pkts[i]})
+			}
+			return
+		}
+	}
 	var n, bytes int
 	for i := range pkts {
-		p := &pkts[i]
-		if p.audio {
-			if f != v.audioFeed || v.audio == nil {
-				continue
-			}
-			v.apkt.SequenceNumber++
-			v.apkt.Timestamp = p.ts
-			v.apkt.Marker = p.marker
-			v.apkt.Payload = p.payload
-			_ = v.audio.WriteRTP(&v.apkt)
+		if v.sendLocked(f, &pkts[i]) {
 			n++
-			bytes += len(p.payload)
-			continue
+			bytes += len(pkts[i].payload)
 		}
-		if v.video == nil {
-			continue
-		}
-		// A new rendition's feed starts with its engine GOP cache: a
-		// keyframe older than what the viewer has seen is no switch point.
-		// (After 5 s of waiting the switch happens anyway: a producer
-		// whose clock lags the source's must not pin the viewer.)
-		if f == v.pending && p.key && (!v.started || int32(p.ts-v.lastVTS) > 0 || time.Since(v.pendingSince) > 5*time.Second) {
-			old := v.cur
-			v.cur, v.pending, v.started = f, nil, true
-			v.log.Info("whep rendition switched", "from", old.key, "to", f.key, "bwe", v.lastBWE)
-			go v.unsubscribe(old)
-		}
-		if f != v.cur {
-			continue
-		}
-		if !v.started {
-			if !p.key {
-				continue
-			}
-			v.started = true
-		}
-		v.vpkt.SequenceNumber++
-		v.vpkt.Timestamp = p.ts
-		v.lastVTS = p.ts
-		v.vpkt.Marker = p.marker
-		v.vpkt.Payload = p.payload
-		_ = v.video.WriteRTP(&v.vpkt)
-		n++
-		bytes += len(p.payload)
 	}
+	v.count(n, bytes)
+}
+
+func (v *viewer) count(n, bytes int) {
 	if n > 0 {
 		m := &v.x.tr.metrics
 		m.packetsOut.Add(uint64(n))
 		m.bytesOut.Add(uint64(bytes))
+	}
+}
+
+// sendLocked sends one packet of feed f if the viewer takes it from f, and
+// reports whether it did.
+func (v *viewer) sendLocked(f *feed, p *packet) bool {
+	if p.audio {
+		if f != v.audioFeed || v.audio == nil {
+			return false
+		}
+		v.audio.write(p)
+		return true
+	}
+	if v.video == nil {
+		return false
+	}
+	// A new rendition's feed starts with its engine GOP cache: a
+	// keyframe older than what the viewer has seen is no switch point.
+	// (After 5 s of waiting the switch happens anyway: a producer
+	// whose clock lags the source's must not pin the viewer.)
+	if f == v.pending && p.key && (!v.started || int32(p.ts-v.lastVTS) > 0 || time.Since(v.pendingSince) > 5*time.Second) {
+		old := v.cur
+		v.cur, v.pending, v.started = f, nil, true
+		v.log.Info("whep rendition switched", "from", old.key, "to", f.key, "bwe", v.lastBWE)
+		go v.unsubscribe(old)
+	}
+	if f != v.cur {
+		return false
+	}
+	if !v.started {
+		if !p.key {
+			return false
+		}
+		v.started = true
+	}
+	v.lastVTS = p.ts
+	v.video.write(p)
+	return true
+}
+
+// queued is a packet waiting in a viewer's catch-up backlog.
+type queued struct {
+	f *feed
+	p packet
+}
+
+// Catch-up pacing: a new viewer gets the cached GOP (up to a few seconds
+// of video) at catchUpBurst packets per catchUpTick, not in one burst. A
+// burst of hundreds of packets overflows the receive buffer of a peer on
+// the same host (RcvbufErrors) and the loss cannot be repaired: by the
+// time the NACK comes, the peer's SRTP replay window (64 packets in pion)
+// has moved past them. 16 packets per ms is still ≈ 150 Mbit/s.
+const (
+	catchUpBurst = 16
+	catchUpTick  = time.Millisecond
+	catchUpMax   = gopCacheMax + 1024
+)
+
+// startCatchUp queues gop (a feed's cached packets, shared read only) for
+// a paced replay. Called with f.mu held, before the viewer is attached to
+// f, so the live packets that follow queue behind the replay.
+func (v *viewer) startCatchUp(f *feed, gop []packet) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed {
+		return
+	}
+	if !v.catchingUp {
+		v.catchingUp = true
+		v.catchUp = make([]queued, 0, len(gop)+64)
+		v.x.spawn(v.drainCatchUp)
+	}
+	for i := range gop {
+		v.catchUp = append(v.catchUp, queued{f: f, p: gop[i]})
+	}
+}
+
+// drainCatchUp sends the backlog at the paced rate until it is empty,
+// then the viewer goes live.
+func (v *viewer) drainCatchUp() {
+	t := time.NewTicker(catchUpTick)
+	defer t.Stop()
+	for {
+		v.mu.Lock()
+		if v.closed || !v.catchingUp {
+			v.mu.Unlock()
+			return
+		}
+		k := min(catchUpBurst, len(v.catchUp))
+		var n, bytes int
+		v.x.tr.hold()
+		for i := range v.catchUp[:k] {
+			q := &v.catchUp[i]
+			if v.sendLocked(q.f, &q.p) {
+				n++
+				bytes += len(q.p.payload)
+			}
+		}
+		v.x.tr.release()
+		v.count(n, bytes)
+		v.catchUp = v.catchUp[k:]
+		if len(v.catchUp) == 0 {
+			v.catchUp, v.catchingUp = nil, false
+			v.mu.Unlock()
+			return
+		}
+		v.mu.Unlock()
+		select {
+		case <-t.C:
+		case <-v.done:
+			return
+		}
 	}
 }
 
@@ -223,6 +313,9 @@ func (v *viewer) readRTCP(s *webrtc.RTPSender) {
 		if nacked+plis > 0 {
 			m.Feedback(nacked, plis)
 		}
+		if nacked > 0 {
+			v.answerNACKs(pkts)
+		}
 		if plis > 0 {
 			v.mu.Lock()
 			cur := v.cur
@@ -231,6 +324,27 @@ func (v *viewer) readRTCP(s *webrtc.RTPSender) {
 				v.x.tr.requestKeyframe(cur.key)
 			}
 		}
+	}
+}
+
+// answerNACKs resends the video packets the viewer reports lost (the WHEP
+// API has no pion NACK responder: see outTrack).
+func (v *viewer) answerNACKs(pkts []rtcp.Packet) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed || v.video == nil {
+		return
+	}
+	v.x.tr.hold()
+	n := 0
+	for _, p := range pkts {
+		if nack, ok := p.(*rtcp.TransportLayerNack); ok {
+			n += v.video.resend(nack)
+		}
+	}
+	v.x.tr.release()
+	if n > 0 {
+		v.x.tr.metrics.retransmits.Add(uint64(n))
 	}
 }
 
@@ -400,7 +514,7 @@ func (x *SFU) newViewer(s *engine.Stream, pinned bool, offer webrtc.SessionDescr
 		hasOpus = hasOpus || t.Codec == engine.CodecOpus || t.Codec == engine.CodecAAC
 	}
 	useBWE := x.conf.ABR && !pinned && len(x.eng.Renditions(group)) > 1
-	pc, bwe, err := x.tr.NewPeerConnection(useBWE)
+	pc, bwe, err := x.tr.newViewerPeerConnection(useBWE)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -412,34 +526,31 @@ func (x *SFU) newViewer(s *engine.Stream, pinned bool, offer webrtc.SessionDescr
 		done:      make(chan struct{}),
 		firstRTCP: make(chan struct{}),
 	}
-	v.vpkt.Version, v.apkt.Version = 2, 2
 	fail := func(err error) (*viewer, *webrtc.SessionDescription, error) {
 		_ = pc.Close()
 		return nil, nil, err
 	}
 	var senders []*webrtc.RTPSender
-	var bound []*boundTrack
+	var bound []*outTrack
 	if s.VideoTrack() >= 0 && s.Tracks()[s.VideoTrack()].Codec == engine.CodecH264 {
-		v.video, err = webrtc.NewTrackLocalStaticRTP(H264Capability, "video", "liveengine-"+group)
+		v.video, err = newOutTrack(H264Capability, "video", "liveengine-"+group, true)
 		if err != nil {
 			return fail(err)
 		}
-		b := newBoundTrack(v.video)
-		bound = append(bound, b)
-		snd, err := pc.AddTrack(b)
+		bound = append(bound, v.video)
+		snd, err := pc.AddTrack(v.video)
 		if err != nil {
 			return fail(fmt.Errorf("add video track: %w", err))
 		}
 		senders = append(senders, snd)
 	}
 	if hasOpus {
-		v.audio, err = webrtc.NewTrackLocalStaticRTP(OpusCapability, "audio", "liveengine-"+group)
+		v.audio, err = newOutTrack(OpusCapability, "audio", "liveengine-"+group, false)
 		if err != nil {
 			return fail(err)
 		}
-		b := newBoundTrack(v.audio)
-		bound = append(bound, b)
-		snd, err := pc.AddTrack(b)
+		bound = append(bound, v.audio)
+		snd, err := pc.AddTrack(v.audio)
 		if err != nil {
 			return fail(fmt.Errorf("add audio track: %w", err))
 		}
@@ -586,25 +697,4 @@ func Trickle(pc *webrtc.PeerConnection, body []byte) error {
 		}
 	}
 	return nil
-}
-
-// boundTrack tells when pion binds the track to the peer connection (DTLS
-// connected, sender started): from then on written packets reach the peer.
-type boundTrack struct {
-	*webrtc.TrackLocalStaticRTP
-	bound chan struct{}
-	once  sync.Once
-}
-
-func newBoundTrack(t *webrtc.TrackLocalStaticRTP) *boundTrack {
-	return &boundTrack{TrackLocalStaticRTP: t, bound: make(chan struct{})}
-}
-
-// Bind implements webrtc.TrackLocal.
-func (b *boundTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
-	p, err := b.TrackLocalStaticRTP.Bind(ctx)
-	if err == nil {
-		b.once.Do(func() { close(b.bound) })
-	}
-	return p, err
 }

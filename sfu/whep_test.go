@@ -265,6 +265,9 @@ func TestWHEPRecoversLossWithNACK(t *testing.T) {
 	if snap.NACKs == 0 {
 		t.Error("the server counted no NACK")
 	}
+	if snap.Retransmits == 0 {
+		t.Error("the server resent no packet from its history")
+	}
 	if missing > 0 {
 		t.Errorf("%d packets were never recovered", missing)
 	}
