@@ -112,7 +112,7 @@ func (s *Server) Close() {
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
-	srv := s.rtmp
+	srv, ln := s.rtmp, s.ln
 	s.mu.Unlock()
 
 	s.cancel()
@@ -120,6 +120,12 @@ func (s *Server) Close() {
 		// go-rtmp's Close marks the server done before closing the
 		// listener, so Serve returns instead of retrying Accept.
 		_ = srv.Close()
+	}
+	if ln != nil {
+		// go-rtmp only closes a listener Serve has registered: a Close
+		// right after Start (another component failed to start) would
+		// leave Serve accepting forever and Wait below hanging.
+		_ = ln.Close()
 	}
 	for _, c := range conns {
 		c.shutdown()

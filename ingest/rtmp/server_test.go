@@ -668,3 +668,28 @@ func TestPlayRefused(t *testing.T) {
 		t.Fatalf("ffmpeg played from an ingest-only server:\n%s", out)
 	}
 }
+
+// TestCloseRightAfterStart: a Close that comes before go-rtmp's Serve has
+// registered its listener (another component failed to start) still
+// returns; it used to hang the binary's startup error path.
+func TestCloseRightAfterStart(t *testing.T) {
+	eng, _ := newKeysEngine(t)
+	for i := 0; i < 50; i++ {
+		conf := DefaultConfig()
+		conf.Addr = "127.0.0.1:0"
+		srv, err := New(conf, eng, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { srv.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("Close right after Start hung (round %d)", i)
+		}
+	}
+}
