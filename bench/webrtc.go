@@ -37,6 +37,7 @@ func init() {
 				stagger: fs.Duration("stagger", 50*time.Millisecond, "delay between viewer starts"),
 				token:   fs.String("token", "", "bearer token for the WHEP endpoint"),
 				settle:  fs.Duration("settle", 3*time.Second, "wait this long after the last viewer connects before the steady window (packets/s per server core, RSS per viewer) opens"),
+				video:   fs.Bool("video-only", false, "offer a video transceiver only (like-for-like with servers that send no audio, e.g. MediaMTX with an AAC source)"),
 			}
 			v.pub = publishFlag(fs)
 			return v
@@ -180,6 +181,7 @@ type whepViewers struct {
 	stagger *time.Duration
 	token   *string
 	settle  *time.Duration
+	video   *bool
 	pub     *embeddedPublisher
 	api     *webrtc.API
 }
@@ -203,7 +205,7 @@ func (v *whepViewers) run(ctx context.Context, r *Run) error {
 		defer close(steady)
 		r.steadyWindow(ctx, *v.n, *v.settle)
 	}()
-	runClients(ctx, r, *v.n, *v.stagger, func() error { return WatchWHEP(ctx, v.api, *v.url, *v.token, r) })
+	runClients(ctx, r, *v.n, *v.stagger, func() error { return WatchWHEP(ctx, v.api, *v.url, *v.token, *v.video, r) })
 	<-steady
 	return nil
 }
@@ -294,13 +296,17 @@ func (r *Run) steadyWindow(ctx context.Context, n int, settle time.Duration) {
 // WatchWHEP subscribes to a WHEP endpoint until ctx ends, counting RTP
 // packets, sequence gaps, bytes, frames and freezes into r, and reading the
 // latency stamp of every video frame.
-func WatchWHEP(ctx context.Context, api *webrtc.API, endpoint, token string, r *Run) error {
+func WatchWHEP(ctx context.Context, api *webrtc.API, endpoint, token string, videoOnly bool, r *Run) error {
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrWebRTC, err)
 	}
 	defer pc.Close()
-	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+	kinds := []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio}
+	if videoOnly {
+		kinds = kinds[:1]
+	}
+	for _, k := range kinds {
 		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 			return fmt.Errorf("%w: %w", ErrWebRTC, err)
 		}

@@ -79,6 +79,7 @@ func serveHTTP(t testing.TB, h fasthttp.RequestHandler) string {
 // clientOptions shapes a pion test peer.
 type clientOptions struct {
 	tcpOnly      bool
+	videoOnly    bool                  // WHEP: offer a video section only
 	interceptors []interceptor.Factory // added before the defaults, so closest to the network
 }
 
@@ -174,7 +175,11 @@ func playWHEP(t testing.TB, base, path string, o clientOptions) *whepClient {
 	}
 	t.Cleanup(func() { _ = pc.Close() })
 	c := &whepClient{pc: pc, tracks: map[string]*webrtc.TrackRemote{}, trackCh: make(chan *webrtc.TrackRemote, 4)}
-	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+	kinds := []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio}
+	if o.videoOnly {
+		kinds = kinds[:1]
+	}
+	for _, k := range kinds {
 		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 			t.Fatal(err)
 		}

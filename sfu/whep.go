@@ -480,12 +480,12 @@ func (x *SFU) handleWHEP(ctx *fasthttp.RequestCtx, rest string) {
 	if !ok {
 		return
 	}
-	offer, _, _, err := ParseOffer(body)
+	offer, wantVideo, wantAudio, err := ParseOffer(body)
 	if err != nil {
 		HTTPError(ctx, fasthttp.StatusBadRequest, err)
 		return
 	}
-	v, answer, err := x.newViewer(s, pinned, offer, ctx.RemoteAddr().String())
+	v, answer, err := x.newViewer(s, pinned, offer, wantVideo, wantAudio, ctx.RemoteAddr().String())
 	if err != nil {
 		status := fasthttp.StatusInternalServerError
 		switch {
@@ -500,7 +500,10 @@ func (x *SFU) handleWHEP(ctx *fasthttp.RequestCtx, rest string) {
 	WriteAnswer(ctx, "/whep/session/"+v.id, answer, x.tr.ICEServers())
 }
 
-func (x *SFU) newViewer(s *engine.Stream, pinned bool, offer webrtc.SessionDescription, remote string) (*viewer, *webrtc.SessionDescription, error) {
+// newViewer sends only the kinds the offer asks for: a track the offer has
+// no section for is never negotiated, so it would never be bound and the
+// viewer would wait for it forever.
+func (x *SFU) newViewer(s *engine.Stream, pinned bool, offer webrtc.SessionDescription, wantVideo, wantAudio bool, remote string) (*viewer, *webrtc.SessionDescription, error) {
 	group := s.Group()
 	src := s
 	if s.Rendition() != "source" {
@@ -513,6 +516,7 @@ func (x *SFU) newViewer(s *engine.Stream, pinned bool, offer webrtc.SessionDescr
 		// AAC plays as Opus through the stream's shared bridge.
 		hasOpus = hasOpus || t.Codec == engine.CodecOpus || t.Codec == engine.CodecAAC
 	}
+	hasOpus = hasOpus && wantAudio
 	useBWE := x.conf.ABR && !pinned && len(x.eng.Renditions(group)) > 1
 	pc, bwe, err := x.tr.newViewerPeerConnection(useBWE)
 	if err != nil {
@@ -532,7 +536,7 @@ func (x *SFU) newViewer(s *engine.Stream, pinned bool, offer webrtc.SessionDescr
 	}
 	var senders []*webrtc.RTPSender
 	var bound []*outTrack
-	if s.VideoTrack() >= 0 && s.Tracks()[s.VideoTrack()].Codec == engine.CodecH264 {
+	if wantVideo && s.VideoTrack() >= 0 && s.Tracks()[s.VideoTrack()].Codec == engine.CodecH264 {
 		v.video, err = newOutTrack(H264Capability, "video", "liveengine-"+group, true)
 		if err != nil {
 			return fail(err)
@@ -557,7 +561,7 @@ func (x *SFU) newViewer(s *engine.Stream, pinned bool, offer webrtc.SessionDescr
 		senders = append(senders, snd)
 	}
 	if len(senders) == 0 {
-		return fail(fmt.Errorf("stream %q has neither H.264 video nor Opus audio to play over WebRTC", s.ID()))
+		return fail(fmt.Errorf("%w: stream %q has nothing the offer asks for (offer: video %v, audio %v; the stream plays H.264 video and Opus/AAC audio over WebRTC)", ErrBadSDP, s.ID(), wantVideo, wantAudio))
 	}
 	answer, err := Answer(pc, offer)
 	if err != nil {

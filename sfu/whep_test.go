@@ -292,6 +292,23 @@ func TestWHEPOverICETCP(t *testing.T) {
 	}
 }
 
+// A player that offers video only (no audio section) still gets video; the
+// SFU used to add an audio track the offer never negotiated and wait for it
+// to be bound before sending anything.
+func TestWHEPVideoOnlyOffer(t *testing.T) {
+	eng := enginetest.NewEngine(t)
+	clip := enginetest.Clip(t, enginetest.ClipSpec{Width: 640, Height: 360, FPS: 25, Seconds: 4, GOP: 25, Audio: true})
+	enginetest.Publish(t, eng, "vo1", clip, enginetest.PublishOptions{Realtime: true, Loop: true})
+	_, base := newTestSFU(t, eng, testConfig())
+
+	c := playWHEP(t, base, "/whep/vo1", clientOptions{videoOnly: true})
+	r := receiveH264(c.waitTrack(t, "video", 30*time.Second))
+	waitFor(t, 60*time.Second, "25 frames to a video-only offer", func() bool { return r.frameCount() >= 25 })
+	if n := len(c.pc.GetTransceivers()); n != 1 {
+		t.Fatalf("%d transceivers, want the offered video one only", n)
+	}
+}
+
 func TestWHEPHTTPErrors(t *testing.T) {
 	eng := enginetest.NewEngine(t)
 	clip := enginetest.Clip(t, enginetest.ClipSpec{Width: 320, Height: 240, FPS: 25, Seconds: 2, GOP: 25})
