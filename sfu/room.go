@@ -54,6 +54,8 @@ type participant struct {
 
 	negMu           sync.Mutex // serializes offer/answer work
 	needNegotiation bool
+	joined          time.Time // when the participant joined
+	offered         bool      // the participant has sent an offer of its own
 	pendingCands    []webrtc.ICECandidateInit
 	sources         map[string]string // track id (msid) -> source, from offers
 
@@ -172,6 +174,7 @@ func (x *SFU) serveParticipant(c *websocket.Conn, remote string) {
 		subs:    map[*roomTrack]*webrtc.RTPSender{},
 		sources: map[string]string{},
 		leftCh:  make(chan struct{}),
+		joined:  time.Now(),
 	}
 	defer func() {
 		p.writeMu.Lock()
@@ -321,6 +324,10 @@ func (p *participant) wake() {
 	}
 }
 
+// clientOfferGrace is how long the server holds its first offer to a
+// participant that may publish, waiting for that participant's own offer.
+const clientOfferGrace = 2 * time.Second
+
 // negotiate sends the participant a new offer, now or, while an exchange
 // is under way, once it ends.
 func (p *participant) negotiate() {
@@ -336,6 +343,20 @@ func (p *participant) negotiateLocked() {
 	if p.pc.SignalingState() != webrtc.SignalingStateStable {
 		p.needNegotiation = true
 		return
+	}
+	// A participant that may publish usually offers its camera right
+	// after joining. Our offer of the others' tracks at the same moment
+	// is glare, and pion cannot roll back a local offer, so both sides
+	// would wait for an answer forever. Wait for its first offer (its
+	// answer is followed by ours) or a grace period.
+	if p.info.CanPublish && !p.offered {
+		if wait := clientOfferGrace - time.Since(p.joined); wait > 0 {
+			if !p.needNegotiation {
+				time.AfterFunc(wait, p.negotiate)
+			}
+			p.needNegotiation = true
+			return
+		}
 	}
 	p.needNegotiation = false
 	offer, err := p.pc.CreateOffer(nil)
@@ -358,8 +379,16 @@ func (p *participant) onOffer(m *Message) error {
 	if _, _, _, err := ParseOffer([]byte(m.SDP)); err != nil {
 		return err
 	}
+	p.offered = true
 	if p.pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
-		if err := p.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
+		// pion parses the SDP of every local description, a rollback's
+		// too (an empty one is refused), so roll back with the offer
+		// being withdrawn.
+		rb := webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}
+		if pending := p.pc.PendingLocalDescription(); pending != nil {
+			rb.SDP = pending.SDP
+		}
+		if err := p.pc.SetLocalDescription(rb); err != nil {
 			return fmt.Errorf("rollback: %w", err)
 		}
 		p.needNegotiation = true
@@ -530,11 +559,19 @@ func (p *participant) subscribe(t *roomTrack) {
 		return
 	}
 	p.mu.Unlock()
-	snd, err := p.pc.AddTrack(t.local)
+	// A new send-only transceiver, never AddTrack: AddTrack reuses a
+	// transceiver of the same kind that has no sender, such as the one
+	// the participant's own camera arrives on, and a sendrecv one can be
+	// paired with the participant's next published m-line after a glare
+	// rollback. Either way the participant's own track went missing
+	// (TestRoomThreePeers failed on a loaded machine when the third peer
+	// published while the server offered it the first two's tracks).
+	tr, err := p.pc.AddTransceiverFromTrack(t.local, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
 		p.log.Warn("subscribe failed", "track", t.info.ID, "error", err)
 		return
 	}
+	snd := tr.Sender()
 	p.mu.Lock()
 	p.subs[t] = snd
 	p.mu.Unlock()

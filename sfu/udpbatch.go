@@ -65,10 +65,15 @@ func (b *batchConn) release() {
 	b.mu.Unlock()
 }
 
-// WriteToAddrPort queues p while a fan-out holds the conn, else sends it.
+// WriteToAddrPort queues an SRTP packet while a fan-out holds the conn,
+// else sends p at once.
 func (b *batchConn) WriteToAddrPort(p []byte, addr netip.AddrPort) (int, error) {
 	b.mu.Lock()
-	if b.holds == 0 || len(p) > slotSize {
+	// STUN (first byte 0–3) and DTLS (20–63) never wait in a fan-out's
+	// queue (RFC 7983 demultiplexing): a handshake of another peer, or a
+	// connectivity check, must not stall behind a long or descheduled
+	// fan-out. Only SRTP/SRTCP (128–191) is batched.
+	if b.holds == 0 || len(p) > slotSize || len(p) == 0 || p[0] < 128 {
 		if b.n > 0 {
 			b.flushLocked() // keep the order of what was queued
 		}
