@@ -371,8 +371,8 @@ func (p *participant) negotiateLocked() {
 	_ = p.send(&Message{Type: MsgOffer, SDP: offer.SDP})
 }
 
-// onOffer answers a client offer. The server is the polite peer: an offer
-// of its own in flight is rolled back and made again after.
+// onOffer answers a client offer. The server is the impolite peer (see the
+// glare note in PROTOCOL.md).
 func (p *participant) onOffer(m *Message) error {
 	p.negMu.Lock()
 	defer p.negMu.Unlock()
@@ -381,17 +381,12 @@ func (p *participant) onOffer(m *Message) error {
 	}
 	p.offered = true
 	if p.pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
-		// pion parses the SDP of every local description, a rollback's
-		// too (an empty one is refused), so roll back with the offer
-		// being withdrawn.
-		rb := webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}
-		if pending := p.pc.PendingLocalDescription(); pending != nil {
-			rb.SDP = pending.SDP
-		}
-		if err := p.pc.SetLocalDescription(rb); err != nil {
-			return fmt.Errorf("rollback: %w", err)
-		}
-		p.needNegotiation = true
+		// Glare. pion cannot roll back a local offer, so the server is the
+		// impolite peer: it keeps its offer, and the client (polite: a
+		// browser rolls back) answers it and offers again.
+		p.needNegotiation = false
+		return p.send(&Message{Type: MsgError, Code: "offer_collision",
+			Message: "the server has an offer in flight: answer it, then send your offer again"})
 	}
 	p.mu.Lock()
 	for id, src := range m.Sources {
@@ -559,19 +554,11 @@ func (p *participant) subscribe(t *roomTrack) {
 		return
 	}
 	p.mu.Unlock()
-	// A new send-only transceiver, never AddTrack: AddTrack reuses a
-	// transceiver of the same kind that has no sender, such as the one
-	// the participant's own camera arrives on, and a sendrecv one can be
-	// paired with the participant's next published m-line after a glare
-	// rollback. Either way the participant's own track went missing
-	// (TestRoomThreePeers failed on a loaded machine when the third peer
-	// published while the server offered it the first two's tracks).
-	tr, err := p.pc.AddTransceiverFromTrack(t.local, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	snd, err := p.pc.AddTrack(t.local)
 	if err != nil {
 		p.log.Warn("subscribe failed", "track", t.info.ID, "error", err)
 		return
 	}
-	snd := tr.Sender()
 	p.mu.Lock()
 	p.subs[t] = snd
 	p.mu.Unlock()
