@@ -1,9 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -16,39 +13,20 @@ import (
 // shares one random secret between the two.
 func TestControlMintedRoomTokenJoins(t *testing.T) {
 	s := startServer(t, "all")
-	post := func(path, token string, body any) (int, []byte) {
-		t.Helper()
-		j, _ := json.Marshal(body)
-		req, _ := http.NewRequest("POST", s.apiURL(path), bytes.NewReader(j))
-		req.Header.Set("Content-Type", "application/json")
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var buf bytes.Buffer
-		buf.ReadFrom(resp.Body)
-		return resp.StatusCode, buf.Bytes()
-	}
-	code, body := post("/api/v1/auth/register", "", map[string]string{"username": "callie", "email": "callie@example.com", "password": "password-callie"})
-	if code != 201 {
-		t.Fatalf("register: %d %s", code, body)
-	}
+	a := &api{t: t, base: s.apiURL("")}
 	var tk struct {
 		AccessToken string `json:"access_token"`
 	}
-	json.Unmarshal(body, &tk)
-	code, body = post("/api/v1/rooms/call-e2e/token", tk.AccessToken, map[string]string{"kind": "call"})
-	if code != 200 {
-		t.Fatalf("room token: %d %s", code, body)
+	if code := a.do("POST", "/api/v1/auth/register", map[string]string{"username": "callie", "email": "callie@example.com", "password": "password-callie"}, &tk); code != 201 {
+		t.Fatalf("register: %d", code)
 	}
+	a.token = tk.AccessToken
 	var rt struct {
 		Token string `json:"token"`
 	}
-	json.Unmarshal(body, &rt)
+	if code := a.do("POST", "/api/v1/rooms/call-e2e/token", map[string]string{"kind": "call"}, &rt); code != 200 || rt.Token == "" {
+		t.Fatalf("room token: %d %+v", code, rt)
+	}
 
 	ws, _, err := websocket.DefaultDialer.Dial(strings.Replace(s.httpURL("/rtc/ws"), "http", "ws", 1), nil)
 	if err != nil {

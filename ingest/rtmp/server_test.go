@@ -675,15 +675,7 @@ func TestPlayRefused(t *testing.T) {
 func TestCloseRightAfterStart(t *testing.T) {
 	eng, _ := newKeysEngine(t)
 	for i := 0; i < 50; i++ {
-		conf := DefaultConfig()
-		conf.Addr = "127.0.0.1:0"
-		srv, err := New(conf, eng, testLogger(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := srv.Start(); err != nil {
-			t.Fatal(err)
-		}
+		srv, _ := startServer(t, eng)
 		done := make(chan struct{})
 		go func() { srv.Close(); close(done) }()
 		select {
