@@ -36,6 +36,14 @@
 // that joins late takes the media sequence number its siblings gave to the
 // same time, so the same MSN means the same moment in every rendition.
 //
+// Audio follows the video's boundaries by timestamp, not by arrival: an
+// audio sample that starts at or after a cut waits for the next part (a
+// transcoder rendition's audio runs ahead of its pictures, which wait for
+// the encoder), and a cut waits, at most until the next video sample, for
+// audio that arrives a little behind its video (an RTMP publisher's
+// interleaving). So segment N's audio starts at the same sample in every
+// rendition of a group, and a player switching renditions meets no hole.
+//
 // # Target durations
 //
 // EXT-X-TARGETDURATION and PART-TARGET never change within a playlist (RFC

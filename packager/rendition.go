@@ -110,6 +110,12 @@ type rendition struct {
 	// segments are cut so that they never outgrow them.
 	limits  targets
 	limited bool
+	ending  bool // onEnd flushes the last part: it takes every sample
+	// held is a video sample that cuts a part, waiting for the audio to
+	// reach its timestamp (holdForAudio); releasing is set while it is
+	// processed.
+	held      *engine.Unit
+	releasing bool
 	// lastKey is the DTS of the last video keyframe, and gop the interval
 	// that ended at it.
 	lastKey time.Duration
@@ -316,10 +322,38 @@ func (r *rendition) onUnit(u *engine.Unit) {
 		return // a track HLS does not carry (the Opus twin of an AAC track)
 	}
 	if t == r.leader {
+		r.releaseHeld()
 		r.onLeader(t, u)
 	} else {
 		r.onFollower(t, u)
+		if r.held != nil && t.pending != nil && t.pendingDTS >= r.held.DTS {
+			r.releaseHeld()
+		}
 	}
+}
+
+// releaseHeld processes the leader sample held back for the audio.
+func (r *rendition) releaseHeld() {
+	if h := r.held; h != nil {
+		r.held = nil
+		r.releasing = true
+		r.onLeader(r.leader, h)
+		r.releasing = false
+	}
+}
+
+// holdForAudio reports whether the leader sample u, which cuts a part,
+// waits until the audio reaches it: audio that arrives a little behind its
+// video (an RTMP publisher's interleaving) then still lands in the part its
+// timestamps belong to, as in the sibling renditions. It waits at most
+// until the next video sample.
+func (r *rendition) holdForAudio(u *engine.Unit) bool {
+	f := r.audio
+	if r.releasing || f == nil || f == r.leader || f.pending == nil || f.pendingDTS >= u.DTS {
+		return false
+	}
+	r.held = u
+	return true
 }
 
 // onLeader handles a sample of the track that decides boundaries (video,
@@ -347,6 +381,10 @@ func (r *rendition) onLeader(t *track, u *engine.Unit) {
 		ticks := toTicks(u.DTS, t.rate)
 		if ticks <= t.pendingTicks {
 			r.bad(u, fmt.Errorf("dts %v does not increase", u.DTS))
+			return
+		}
+		early := r.limited && u.DTS-r.partStart > r.limits.part
+		if (early || (key && r.segmentDue(u.DTS)) || u.DTS >= r.nextCut-cutSlack) && r.holdForAudio(u) {
 			return
 		}
 		if r.limited && u.DTS-r.partStart > r.limits.part && t.pendingDTS > r.partStart && len(t.samples) > 0 {
@@ -532,13 +570,37 @@ func (r *rendition) startSegment(dts time.Duration, ntp time.Time, indep bool) *
 }
 
 // finishPart marshals the committed samples into a part ending at end and
-// publishes it.
+// publishes it. Audio samples that start at or after end stay for the next
+// part: a stream whose audio runs ahead of its video (a transcoder
+// rendition, whose pictures wait for the encoder while the shared audio
+// does not) would otherwise start every segment later in audio than its
+// siblings, and a player switching renditions meets a hole. Audio is placed
+// by its timestamps, not by when it arrived. The last part (onEnd) takes
+// everything.
 func (r *rendition) finishPart(end time.Duration) {
 	pts := make([]*fmp4.PartTrack, 0, len(r.tracks))
 	for _, t := range r.tracks {
-		if len(t.samples) > 0 {
-			pts = append(pts, &fmp4.PartTrack{ID: t.id, BaseTime: t.base, Samples: t.samples})
+		if len(t.samples) == 0 {
+			continue
+		}
+		n, next := len(t.samples), t.base
+		if t != r.leader && !r.ending {
+			endTicks := uint64(toTicks(end, t.rate))
+			n = 0
+			for n < len(t.samples) && next < endTicks {
+				next += uint64(t.samples[n].Duration)
+				n++
+			}
+		}
+		if n > 0 {
+			pts = append(pts, &fmp4.PartTrack{ID: t.id, BaseTime: t.base, Samples: t.samples[:n]})
+		}
+		if n == len(t.samples) {
 			t.samples = nil
+		} else {
+			// The part is marshaled below, before anything appends to
+			// the kept samples, so they may share the array.
+			t.samples, t.base = t.samples[n:], next
 		}
 	}
 	if len(pts) == 0 {
@@ -642,6 +704,7 @@ func firstTargets(conf Config, seg *segment) targets {
 // onEnd runs on the reader goroutine once the stream ended (or the reader
 // was closed): it flushes the last samples and marks the playlist ended.
 func (r *rendition) onEnd() {
+	r.releaseHeld()
 	if r.started {
 		end := r.partStart
 		for _, t := range r.tracks {
@@ -659,6 +722,7 @@ func (r *rendition) onEnd() {
 			}
 		}
 		if end > r.partStart {
+			r.ending = true
 			r.finishPart(end)
 		}
 		r.fixTargets(r.completeSegment(end))
