@@ -52,12 +52,13 @@ type part struct {
 // segment is a published segment. Its parts grow while it is in progress;
 // dur and data are set once it is complete.
 type segment struct {
-	msn   uint64
-	start time.Duration
-	ntp   time.Time
-	parts []part
-	dur   time.Duration
-	data  []byte
+	msn    uint64
+	start  time.Duration
+	ntp    time.Time
+	parts  []part
+	dur    time.Duration
+	data   []byte
+	frames int // video samples, set once complete
 }
 
 func (s *segment) bytesLen() int {
@@ -116,6 +117,7 @@ type rendition struct {
 	// processed.
 	held      *engine.Unit
 	releasing bool
+	segFrames int // video samples committed to the segment in progress
 	// lastKey is the DTS of the last video keyframe, and gop the interval
 	// that ended at it.
 	lastKey time.Duration
@@ -545,6 +547,9 @@ func (r *rendition) commit(t *track, nextTicks int64) {
 	}
 	t.samples = append(t.samples, t.pending)
 	t.pending = nil
+	if t == r.video {
+		r.segFrames++
+	}
 }
 
 // segmentDue reports whether a keyframe at dts starts a new segment: it
@@ -559,6 +564,7 @@ func (r *rendition) segmentDue(dts time.Duration) bool {
 // startSegment begins segment r.msn at dts.
 func (r *rendition) startSegment(dts time.Duration, ntp time.Time, indep bool) *segment {
 	r.segStart, r.partStart, r.partIndex, r.partIndep = dts, dts, 0, indep
+	r.segFrames = 0
 	r.nextCut = dts + r.conf.PartTarget
 	r.buf = make([]byte, 0, r.lastSegSize+r.lastSegSize/4+4096)
 	r.grp.recordStart(dts, r.msn)
@@ -661,6 +667,7 @@ func (r *rendition) completeSegment(end time.Duration) targets {
 	if seg != nil && len(seg.parts) > 0 {
 		seg.dur = end - seg.start
 		seg.data = r.buf[:len(r.buf):len(r.buf)]
+		seg.frames = r.segFrames
 		if !r.limited {
 			proposed = firstTargets(r.conf, seg)
 		}
