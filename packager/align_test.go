@@ -3,11 +3,13 @@ package packager
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 
 	"github.com/liveengine/liveengine/engine"
 	"github.com/liveengine/liveengine/engine/enginetest"
@@ -104,4 +106,101 @@ func describe(s *playlist.MediaSegment, start time.Time) string {
 		return "none"
 	}
 	return fmt.Sprintf("%v at %v", s.Duration, s.DateTime.Sub(start))
+}
+
+// TestAudioFollowsVideoCuts publishes a source whose audio arrives a little
+// behind its video (as an RTMP publisher interleaves) and a rendition with
+// the same units whose audio arrives well ahead of its video (as a
+// transcoder rung's does: its pictures wait for the encoder), and checks
+// that audio segment N starts at the same sample in both: the packager
+// places audio by timestamp, not by arrival.
+func TestAudioFollowsVideoCuts(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, testConfig())
+	m, err := enginetest.ReadTS(enginetest.Clip(t, enginetest.ClipSpec{Width: 640, Height: 360, FPS: 30, Seconds: 9, GOP: 60, Audio: true, Bitrate: "400k"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := ts.eng.Authorize(context.Background(), engine.PublishRequest{Key: "av", Protocol: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(src.Close)
+	rend, err := ts.eng.PublishRendition("av", "low")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rend.Close)
+	if _, err := src.Start(m.Tracks); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rend.Start(m.Tracks); err != nil {
+		t.Fatal(err)
+	}
+	// Arrival order: units sorted by DTS plus a per-track skew.
+	order := func(audioSkew time.Duration) []*engine.Unit {
+		out := slices.Clone(m.Units)
+		at := func(u *engine.Unit) time.Duration {
+			if u.Track != 0 {
+				return u.DTS + audioSkew
+			}
+			return u.DTS
+		}
+		slices.SortStableFunc(out, func(a, b *engine.Unit) int { return int(at(a) - at(b)) })
+		return out
+	}
+	start := time.Now()
+	write := func(p *engine.Publisher, units []*engine.Unit) {
+		for _, u0 := range units {
+			u := *u0
+			u.NTP = start.Add(u.PTS)
+			p.Write(&u)
+		}
+		p.Close()
+	}
+	write(src, order(15*time.Millisecond))
+	write(rend, order(-80*time.Millisecond))
+
+	audioStarts := func(name string) map[int]uint64 {
+		url := ts.base + "/hls/av/" + name + "/"
+		waitFor(t, name+" EXT-X-ENDLIST", 30*time.Second, func() bool {
+			return strings.Contains(string(get(t, url+"stream.m3u8").body), "#EXT-X-ENDLIST")
+		})
+		pl, _ := mediaPlaylist(t, url+"stream.m3u8")
+		out := map[int]uint64{}
+		for i := range pl.Segments {
+			msn := pl.MediaSequence + i
+			res := get(t, url+segmentURI(uint64(msn)))
+			var parts fmp4.Parts
+			if err := parts.Unmarshal(res.body); err != nil {
+				t.Fatalf("%s seg%d: %v", name, msn, err)
+			}
+		find:
+			for _, p := range parts {
+				for _, tr := range p.Tracks {
+					if tr.ID == 2 && len(tr.Samples) > 0 {
+						out[msn] = tr.BaseTime
+						break find
+					}
+				}
+			}
+		}
+		return out
+	}
+	sa, la := audioStarts("source"), audioStarts("low")
+	compared := 0
+	for msn, l := range la {
+		s, ok := sa[msn]
+		if !ok || msn == 0 {
+			continue
+		}
+		t.Logf("seg%d: audio starts at tick %d (source) and %d (low)", msn, s, l)
+		if s != l {
+			t.Errorf("seg%d: audio starts %.1f ms apart (source %d, low %d at 48 kHz)", msn, (float64(l)-float64(s))/48, s, l)
+		}
+		compared++
+	}
+	if compared < 2 {
+		t.Fatalf("compared %d segments (source %v, low %v)", compared, sa, la)
+	}
 }

@@ -45,6 +45,7 @@ func newBenchPackager(b *testing.B) *Packager {
 	data := make([]byte, benchPart)
 	_, _ = rand.Read(data)
 	r.init = []byte("init")
+	r.fixed = true // as after the first segment
 	r.cur = &segment{msn: 0, parts: []part{{dur: 200 * time.Millisecond, indep: true, data: data}}}
 	g.setLocked("source", r)
 	pk.groups["b"] = g

@@ -54,7 +54,7 @@ func TestFromFFmpeg(t *testing.T) {
 		}
 		return false
 	})
-	t.Logf("first LL-HLS playlist with parts %v after launching ffmpeg (goal <= 2.5 s; the poll adds up to 50 ms)", first)
+	t.Logf("first LL-HLS playlist with parts %v after launching ffmpeg (it waits for the first 2 s GOP, which fixes the target durations; goal <= 3 s; the poll adds up to 50 ms)", first)
 
 	// ffprobe reads the stream through the multivariant playlist, as a
 	// player would. Its HLS demuxer ignores parts, so give it segments.

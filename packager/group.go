@@ -28,6 +28,23 @@ type group struct {
 	starts  []segmentStart
 	lastMSN uint64
 	anyMSN  bool
+	// targets are the EXT-X-TARGETDURATION and PART-TARGET every playlist
+	// of the group carries for the whole publish: the first rendition to
+	// complete a segment fixes them, the others adopt them.
+	targets    targets
+	targetsSet bool
+}
+
+// targets are a playlist's fixed target durations.
+type targets struct {
+	segment int           // EXT-X-TARGETDURATION, seconds
+	part    time.Duration // PART-TARGET
+}
+
+// maxSegment is the longest a segment may last: its EXTINF rounded to the
+// nearest integer must not exceed the target duration (RFC 8216 4.4.3.1).
+func (t targets) maxSegment() time.Duration {
+	return time.Duration(t.segment)*time.Second + time.Second/2 - time.Millisecond
 }
 
 type segmentStart struct {
@@ -73,6 +90,25 @@ func (g *group) restart() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.starts = g.starts[:0]
+	g.targetsSet = false
+}
+
+// fixTargets fixes the group's targets to proposed unless a sibling fixed
+// them first, and returns the group's targets.
+func (g *group) fixTargets(proposed targets) targets {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.targetsSet {
+		g.targets, g.targetsSet = proposed, true
+	}
+	return g.targets
+}
+
+// fixedTargets returns the group's targets, if fixed.
+func (g *group) fixedTargets() (targets, bool) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.targets, g.targetsSet
 }
 
 // recordStart notes that a segment starting at dts has number msn.

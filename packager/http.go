@@ -199,17 +199,19 @@ func (p *Packager) servePlaylist(ctx *fasthttp.RequestCtx, g *group, r *renditio
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	limit := p.startupHold()
-	if r.cur != nil || len(r.segs) > 0 {
+	if r.fixed {
 		limit = r.holdLimitLocked()
 	}
 	deadline := time.Now().Add(limit)
-	// The first playlist is ready as soon as the first part exists, for
-	// LL-HLS players. Players that ignore EXT-X-PART (ffmpeg/ffplay/mpv,
-	// VLC) see such a playlist as empty and give up, so they wait for the
-	// first complete segment instead.
-	hasMedia := func() bool { return len(r.segs) > 0 || (r.cur != nil && len(r.cur.parts) > 0) }
+	// The first playlist waits until the targets are fixed, at the end of
+	// the group's first segment (its first GOP): they must not change
+	// afterwards. LL-HLS players then get it, with parts, as soon as a part
+	// exists. Players that ignore EXT-X-PART (ffmpeg/ffplay/mpv, VLC) see a
+	// playlist without segments as empty and give up, so they wait for the
+	// rendition's first complete segment.
+	hasMedia := func() bool { return r.fixed && (len(r.segs) > 0 || (r.cur != nil && len(r.cur.parts) > 0)) }
 	if !br.active && partsUnaware(ctx.UserAgent()) {
-		hasMedia = func() bool { return len(r.segs) > 0 }
+		hasMedia = func() bool { return r.fixed && len(r.segs) > 0 }
 		if d := time.Now().Add(p.startupHold()); d.After(deadline) {
 			deadline = d
 		}

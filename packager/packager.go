@@ -106,6 +106,9 @@ func (p *Packager) Close() {
 	})
 }
 
+// sourceName is the rendition name of what the publisher sent.
+const sourceName = "source"
+
 // splitID splits a stream id into its group and rendition name.
 func splitID(s *engine.Stream) (groupID, name string) {
 	groupID, name = s.Group(), s.Rendition()
@@ -113,7 +116,7 @@ func splitID(s *engine.Stream) (groupID, name string) {
 		groupID = s.ID()
 	}
 	if name == "" {
-		name = "source"
+		name = sourceName
 		if i := strings.IndexByte(s.ID(), '/'); i >= 0 {
 			groupID, name = s.ID()[:i], s.ID()[i+1:]
 		}

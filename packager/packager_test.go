@@ -511,3 +511,50 @@ func TestHTTPErrors(t *testing.T) {
 		}
 	}
 }
+
+func derefFPS(f *float64) any {
+	if f == nil {
+		return nil
+	}
+	return *f
+}
+
+// TestStarvedRenditionLeavesMultivariant: a transcoder rendition that
+// delivers under half the source's frame rate (an overloaded rung that
+// keeps little more than its keyframes) is left out of the multivariant
+// playlist, so new players do not pick it; its media playlist stays served
+// for players already on it. A rung at full rate stays listed.
+func TestStarvedRenditionLeavesMultivariant(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, testConfig())
+	full := enginetest.Clip(t, enginetest.ClipSpec{Width: 640, Height: 360, FPS: 30, Seconds: 4, Audio: true, Bitrate: "500k"})
+	starved := enginetest.Clip(t, enginetest.ClipSpec{Width: 426, Height: 240, FPS: 6, GOP: 12, Seconds: 4, Audio: true, Bitrate: "200k"})
+	enginetest.Publish(t, ts.eng, "s", enginetest.Clip(t, clip720), enginetest.PublishOptions{Realtime: true, Loop: true})
+	publishRendition(t, ts.eng, "s", "360p", full, enginetest.PublishOptions{Realtime: true, Loop: true})
+	publishRendition(t, ts.eng, "s", "240p", starved, enginetest.PublishOptions{Realtime: true, Loop: true})
+	for _, name := range []string{"source", "360p", "240p"} {
+		waitSegments(t, ts.base+"/hls/s/"+name+"/stream.m3u8", 2)
+	}
+	res := get(t, ts.base+"/hls/s/index.m3u8")
+	if res.status != http.StatusOK {
+		t.Fatalf("multivariant: %d %s", res.status, res.body)
+	}
+	t.Logf("multivariant:\n%s", res.body)
+	var mv playlist.Multivariant
+	if err := mv.Unmarshal(res.body); err != nil {
+		t.Fatalf("parse multivariant: %v", err)
+	}
+	var uris []string
+	for _, v := range mv.Variants {
+		uris = append(uris, v.URI)
+		if v.FrameRate == nil || *v.FrameRate < 29 || *v.FrameRate > 31 {
+			t.Errorf("%s: FRAME-RATE %v, want 30", v.URI, derefFPS(v.FrameRate))
+		}
+	}
+	if want := []string{"source/stream.m3u8", "360p/stream.m3u8"}; strings.Join(uris, " ") != strings.Join(want, " ") {
+		t.Errorf("variants %v, want %v (240p delivers 6 of 30 fps)", uris, want)
+	}
+	if r := get(t, ts.base+"/hls/s/240p/stream.m3u8"); r.status != http.StatusOK {
+		t.Errorf("starved rendition's playlist: %d", r.status)
+	}
+}

@@ -2,6 +2,7 @@ package packager
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"time"
@@ -155,12 +156,42 @@ func (r *rendition) variantLocked() (v *playlist.MultivariantVariant, ok bool) {
 	if r.width > 0 && r.height > 0 {
 		v.Resolution = strconv.Itoa(r.width) + "x" + strconv.Itoa(r.height)
 	}
-	if r.fps > 0 {
+	if fps := r.measuredFPSLocked(); fps > 0 {
+		v.FrameRate = &fps
+	} else if r.fps > 0 {
 		f := r.fps
 		v.FrameRate = &f
 	}
 	return v, true
 }
+
+// measuredFPSLocked is the frame rate the rendition delivered over its
+// complete segments, or 0 before two exist or for audio-only. Close to
+// the nominal rate it reports the nominal one, so jitter does not show.
+func (r *rendition) measuredFPSLocked() float64 {
+	if r.video == nil || len(r.segs) < 2 {
+		return 0
+	}
+	frames, dur := 0, time.Duration(0)
+	for _, s := range r.segs {
+		frames, dur = frames+s.frames, dur+s.dur
+	}
+	if dur <= 0 {
+		return 0
+	}
+	fps := float64(frames) / dur.Seconds()
+	if r.fps > 0 && fps >= 0.95*r.fps {
+		return r.fps
+	}
+	return math.Round(fps*1000) / 1000
+}
+
+// starvedFraction: a transcoder rendition that delivers under this
+// fraction of the source's frame rate (an overloaded rung shedding frames,
+// see transcode's overload policy) is left out of the multivariant
+// playlist until it recovers, so new players do not start on a slide
+// show. Players already on it keep its media playlist.
+const starvedFraction = 0.5
 
 // multivariant builds the multivariant playlist of renditions, highest
 // bandwidth first; ok is false when none is ready.
@@ -174,10 +205,25 @@ func multivariant(renditions []*rendition) ([]byte, bool, error) {
 		}
 		r.mu.Unlock()
 	}
+	var srcFPS float64
+	for _, r := range renditions {
+		if r.name == sourceName {
+			r.mu.Lock()
+			if !r.ended {
+				srcFPS = r.measuredFPSLocked()
+			}
+			r.mu.Unlock()
+		}
+	}
 	for _, r := range renditions {
 		r.mu.Lock()
 		v, ok := r.variantLocked()
 		skip := anyLive && r.ended // an ended rendition beside live ones is gone
+		if r.name != sourceName && srcFPS > 0 {
+			if fps := r.measuredFPSLocked(); fps > 0 && fps < starvedFraction*srcFPS {
+				skip = true
+			}
+		}
 		r.mu.Unlock()
 		if ok && !skip {
 			m.Variants = append(m.Variants, v)

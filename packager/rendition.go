@@ -35,6 +35,7 @@ type track struct {
 	pending      *fmp4.Sample
 	pendingTicks int64
 	pendingDTS   time.Duration
+	pendingNTP   time.Time
 	lastDur      int64
 
 	samples []*fmp4.Sample // committed to the part being built
@@ -51,12 +52,13 @@ type part struct {
 // segment is a published segment. Its parts grow while it is in progress;
 // dur and data are set once it is complete.
 type segment struct {
-	msn   uint64
-	start time.Duration
-	ntp   time.Time
-	parts []part
-	dur   time.Duration
-	data  []byte
+	msn    uint64
+	start  time.Duration
+	ntp    time.Time
+	parts  []part
+	dur    time.Duration
+	data   []byte
+	frames int // video samples, set once complete
 }
 
 func (s *segment) bytesLen() int {
@@ -105,6 +107,22 @@ type rendition struct {
 	lastSegSize  int
 	badUnits     int
 	sb           seekablebuffer.Buffer
+	// limits are the group's fixed targets once limited is set: parts and
+	// segments are cut so that they never outgrow them.
+	limits  targets
+	limited bool
+	ending  bool // onEnd flushes the last part: it takes every sample
+	// held is a video sample that cuts a part, waiting for the audio to
+	// reach its timestamp (holdForAudio); releasing is set while it is
+	// processed.
+	held      *engine.Unit
+	releasing bool
+	segFrames int // video samples committed to the segment in progress
+	// lastKey is the DTS of the last video keyframe, and gop the interval
+	// that ended at it.
+	lastKey time.Duration
+	gop     time.Duration
+	seenKey bool
 
 	// Published state.
 	mu         sync.Mutex
@@ -119,8 +137,9 @@ type rendition struct {
 	ended      bool
 	endedAt    time.Time
 	changed    chan struct{}
-	partTarget time.Duration // advertised: the configured target or the longest part seen
-	targetDur  int           // advertised seconds: never shrinks
+	partTarget time.Duration // advertised PART-TARGET, once fixed
+	targetDur  int           // advertised EXT-X-TARGETDURATION, once fixed
+	fixed      bool          // the targets are fixed: playlists may be served
 	cacheGen   uint64
 	cache      []byte
 
@@ -305,10 +324,38 @@ func (r *rendition) onUnit(u *engine.Unit) {
 		return // a track HLS does not carry (the Opus twin of an AAC track)
 	}
 	if t == r.leader {
+		r.releaseHeld()
 		r.onLeader(t, u)
 	} else {
 		r.onFollower(t, u)
+		if r.held != nil && t.pending != nil && t.pendingDTS >= r.held.DTS {
+			r.releaseHeld()
+		}
 	}
+}
+
+// releaseHeld processes the leader sample held back for the audio.
+func (r *rendition) releaseHeld() {
+	if h := r.held; h != nil {
+		r.held = nil
+		r.releasing = true
+		r.onLeader(r.leader, h)
+		r.releasing = false
+	}
+}
+
+// holdForAudio reports whether the leader sample u, which cuts a part,
+// waits until the audio reaches it: audio that arrives a little behind its
+// video (an RTMP publisher's interleaving) then still lands in the part its
+// timestamps belong to, as in the sibling renditions. It waits at most
+// until the next video sample.
+func (r *rendition) holdForAudio(u *engine.Unit) bool {
+	f := r.audio
+	if r.releasing || f == nil || f == r.leader || f.pending == nil || f.pendingDTS >= u.DTS {
+		return false
+	}
+	r.held = u
+	return true
 }
 
 // onLeader handles a sample of the track that decides boundaries (video,
@@ -327,6 +374,9 @@ func (r *rendition) onLeader(t *track, u *engine.Unit) {
 		r.awaitSiblings(u.DTS)
 		r.msn = r.grp.firstMSN(u.DTS)
 		r.startSegment(u.DTS, u.NTP, true)
+		if tg, ok := r.grp.fixedTargets(); ok {
+			r.adopt(tg) // a sibling measured the first GOP already
+		}
 		r.live.Store(true)
 		r.log.Info("hls rendition started", "rendition", r.name, "msn", r.msn, "codecs", r.codecs)
 	} else if t.pending != nil {
@@ -335,24 +385,77 @@ func (r *rendition) onLeader(t *track, u *engine.Unit) {
 			r.bad(u, fmt.Errorf("dts %v does not increase", u.DTS))
 			return
 		}
+		early := r.limited && u.DTS-r.partStart > r.limits.part
+		if (early || (key && r.segmentDue(u.DTS)) || u.DTS >= r.nextCut-cutSlack) && r.holdForAudio(u) {
+			return
+		}
+		if r.limited && u.DTS-r.partStart > r.limits.part && t.pendingDTS > r.partStart && len(t.samples) > 0 {
+			// Ending the part at u would outgrow PART-TARGET (variable
+			// frame timing): end it before the pending sample instead.
+			r.cutPart(t.pendingDTS, t.pendingNTP, !t.pending.IsNonSyncSample, true)
+		}
 		r.commit(t, ticks)
 		switch {
 		case key && r.segmentDue(u.DTS):
 			r.finishPart(u.DTS)
 			r.nextSegment(u.DTS, u.NTP, true)
-		case u.DTS >= r.nextCut-cutSlack && r.partIndex+1 >= r.conf.MaxPartsPerSegment:
-			// Keyframes are too rare: end the segment without one.
-			r.finishPart(u.DTS)
-			r.nextSegment(u.DTS, u.NTP, key)
 		case u.DTS >= r.nextCut-cutSlack:
-			r.finishPart(u.DTS)
-			r.partIndep = key
-			pt := r.conf.PartTarget
-			r.nextCut = r.segStart + ((u.DTS-r.segStart+cutSlack)/pt+1)*pt
+			r.cutPart(u.DTS, u.NTP, key, false)
 		}
+	}
+	if key && t == r.video {
+		if r.seenKey {
+			r.gop = u.DTS - r.lastKey
+		}
+		r.lastKey, r.seenKey = u.DTS, true
 	}
 	r.setPending(t, u, key)
 	r.progress.Store(int64(u.DTS))
+}
+
+// cutPart ends the part at the leader sample at, and with it the segment
+// when keyframes are too rare for the segment to reach the next one within
+// the target duration. A segment cut there starts without a keyframe: the
+// playlists never carry EXT-X-INDEPENDENT-SEGMENTS, and only parts that
+// start with a keyframe are INDEPENDENT=YES. early re-anchors the part grid
+// at at, so that the part after an early cut is not a sliver.
+func (r *rendition) cutPart(at time.Duration, ntp time.Time, key, early bool) {
+	r.finishPart(at)
+	if r.partIndex >= r.conf.MaxPartsPerSegment || r.segmentFull(at) {
+		r.nextSegment(at, ntp, key)
+		return
+	}
+	r.partIndep = key
+	pt := r.conf.PartTarget
+	if early {
+		r.nextCut = at + pt
+	} else {
+		r.nextCut = r.segStart + ((at-r.segStart+cutSlack)/pt+1)*pt
+	}
+}
+
+// segmentFull reports whether the segment must end at the part boundary
+// at: one more part could take it past what the target duration allows.
+// While the GOP is longer than that (the last one was), segments end once
+// they reach the target, so a long GOP splits into even segments rather
+// than into two long ones and a sliver.
+func (r *rendition) segmentFull(at time.Duration) bool {
+	if !r.limited {
+		return false
+	}
+	d, max := at-r.segStart, r.limits.maxSegment()
+	return d+r.limits.part > max ||
+		(r.gop > max && d+cutSlack >= time.Duration(r.limits.segment)*time.Second)
+}
+
+// adopt fixes the rendition's targets; playlists are served from then on.
+func (r *rendition) adopt(tg targets) {
+	r.limits, r.limited = tg, true
+	r.mu.Lock()
+	r.targetDur, r.partTarget, r.fixed = tg.segment, tg.part, true
+	r.grp.gen.Add(1)
+	r.broadcastLocked()
+	r.mu.Unlock()
 }
 
 // siblingWait bounds how long a starting rendition waits for its siblings
@@ -417,7 +520,7 @@ func (r *rendition) setPending(t *track, u *engine.Unit, key bool) {
 	} else {
 		s.Payload = u.Payload
 	}
-	t.pending, t.pendingTicks, t.pendingDTS = s, toTicks(u.DTS, t.rate), u.DTS
+	t.pending, t.pendingTicks, t.pendingDTS, t.pendingNTP = s, toTicks(u.DTS, t.rate), u.DTS, u.NTP
 }
 
 // bad counts a unit the packager cannot use; it logs the first few, not
@@ -444,6 +547,9 @@ func (r *rendition) commit(t *track, nextTicks int64) {
 	}
 	t.samples = append(t.samples, t.pending)
 	t.pending = nil
+	if t == r.video {
+		r.segFrames++
+	}
 }
 
 // segmentDue reports whether a keyframe at dts starts a new segment: it
@@ -458,6 +564,7 @@ func (r *rendition) segmentDue(dts time.Duration) bool {
 // startSegment begins segment r.msn at dts.
 func (r *rendition) startSegment(dts time.Duration, ntp time.Time, indep bool) *segment {
 	r.segStart, r.partStart, r.partIndex, r.partIndep = dts, dts, 0, indep
+	r.segFrames = 0
 	r.nextCut = dts + r.conf.PartTarget
 	r.buf = make([]byte, 0, r.lastSegSize+r.lastSegSize/4+4096)
 	r.grp.recordStart(dts, r.msn)
@@ -469,13 +576,37 @@ func (r *rendition) startSegment(dts time.Duration, ntp time.Time, indep bool) *
 }
 
 // finishPart marshals the committed samples into a part ending at end and
-// publishes it.
+// publishes it. Audio samples that start at or after end stay for the next
+// part: a stream whose audio runs ahead of its video (a transcoder
+// rendition, whose pictures wait for the encoder while the shared audio
+// does not) would otherwise start every segment later in audio than its
+// siblings, and a player switching renditions meets a hole. Audio is placed
+// by its timestamps, not by when it arrived. The last part (onEnd) takes
+// everything.
 func (r *rendition) finishPart(end time.Duration) {
 	pts := make([]*fmp4.PartTrack, 0, len(r.tracks))
 	for _, t := range r.tracks {
-		if len(t.samples) > 0 {
-			pts = append(pts, &fmp4.PartTrack{ID: t.id, BaseTime: t.base, Samples: t.samples})
+		if len(t.samples) == 0 {
+			continue
+		}
+		n, next := len(t.samples), t.base
+		if t != r.leader && !r.ending {
+			endTicks := uint64(toTicks(end, t.rate))
+			n = 0
+			for n < len(t.samples) && next < endTicks {
+				next += uint64(t.samples[n].Duration)
+				n++
+			}
+		}
+		if n > 0 {
+			pts = append(pts, &fmp4.PartTrack{ID: t.id, BaseTime: t.base, Samples: t.samples[:n]})
+		}
+		if n == len(t.samples) {
 			t.samples = nil
+		} else {
+			// The part is marshaled below, before anything appends to
+			// the kept samples, so they may share the array.
+			t.samples, t.base = t.samples[n:], next
 		}
 	}
 	if len(pts) == 0 {
@@ -496,12 +627,6 @@ func (r *rendition) finishPart(end time.Duration) {
 
 	r.mu.Lock()
 	r.cur.parts = append(r.cur.parts, p)
-	if p.dur > r.partTarget {
-		r.partTarget = p.dur.Round(time.Millisecond)
-		if r.partTarget < p.dur {
-			r.partTarget += time.Millisecond
-		}
-	}
 	r.report.Store(r.cur.msn<<16 | uint64(len(r.cur.parts)))
 	// The generation moves before waiters wake: a woken blocking reload
 	// must not be answered from the playlist cached before this change.
@@ -516,21 +641,35 @@ func (r *rendition) finishPart(end time.Duration) {
 
 // nextSegment completes the current segment at end and starts the next.
 func (r *rendition) nextSegment(end time.Duration, ntp time.Time, indep bool) {
-	r.completeSegment(end)
+	proposed := r.completeSegment(end)
 	r.msn++
 	r.startSegment(end, ntp, indep)
+	r.fixTargets(proposed)
 }
 
-// completeSegment publishes the current segment as complete.
-func (r *rendition) completeSegment(end time.Duration) {
+// fixTargets fixes the group's targets, unless a sibling did, after the
+// rendition's first segment; proposed is zero after later ones. It runs
+// once the next segment started, so the first playlist a woken request
+// gets already hints the next part.
+func (r *rendition) fixTargets(proposed targets) {
+	if proposed.segment > 0 {
+		r.adopt(r.grp.fixTargets(proposed))
+	}
+}
+
+// completeSegment publishes the current segment as complete; the first
+// time, it returns the targets it proposes for the group.
+func (r *rendition) completeSegment(end time.Duration) targets {
+	var proposed targets
 	r.mu.Lock()
 	seg := r.cur
 	r.cur = nil
 	if seg != nil && len(seg.parts) > 0 {
 		seg.dur = end - seg.start
 		seg.data = r.buf[:len(r.buf):len(r.buf)]
-		if td := roundSeconds(seg.dur); td > r.targetDur {
-			r.targetDur = td
+		seg.frames = r.segFrames
+		if !r.limited {
+			proposed = firstTargets(r.conf, seg)
 		}
 		if len(r.segs) >= r.conf.SegmentCount {
 			n := copy(r.segs, r.segs[len(r.segs)-r.conf.SegmentCount+1:])
@@ -547,11 +686,32 @@ func (r *rendition) completeSegment(end time.Duration) {
 	r.mu.Unlock()
 	r.lastSegSize = len(r.buf)
 	r.buf = nil
+	return proposed
+}
+
+// firstTargets proposes the group's targets from the first complete
+// segment, which spans the first GOP: the configured durations, raised to
+// what that segment and its parts needed. They never change afterwards, so
+// a later, longer GOP is split into segments that start without a keyframe
+// rather than growing the target, which players (Safari, hls.js) do not
+// expect within a playlist.
+func firstTargets(conf Config, seg *segment) targets {
+	tg := targets{segment: max(roundSeconds(conf.SegmentDuration), roundSeconds(seg.dur)), part: conf.PartTarget}
+	for _, p := range seg.parts {
+		if d := p.dur.Round(time.Millisecond); d > tg.part {
+			tg.part = d
+			if d < p.dur {
+				tg.part += time.Millisecond
+			}
+		}
+	}
+	return tg
 }
 
 // onEnd runs on the reader goroutine once the stream ended (or the reader
 // was closed): it flushes the last samples and marks the playlist ended.
 func (r *rendition) onEnd() {
+	r.releaseHeld()
 	if r.started {
 		end := r.partStart
 		for _, t := range r.tracks {
@@ -569,9 +729,10 @@ func (r *rendition) onEnd() {
 			}
 		}
 		if end > r.partStart {
+			r.ending = true
 			r.finishPart(end)
 		}
-		r.completeSegment(end)
+		r.fixTargets(r.completeSegment(end))
 	}
 	r.live.Store(false)
 	r.finished.Store(true)

@@ -74,7 +74,8 @@ type Rung struct {
 	// Name names the rendition: the stream "GROUP/NAME" in the engine.
 	Name string `yaml:"name"`
 	// Height is the picture height; rungs taller than the source are
-	// skipped (no upscaling).
+	// skipped (no upscaling), and so are rungs the source's size or within
+	// a few pixels of it (the source is that rendition).
 	Height int `yaml:"height"`
 	// Width is the picture width; 0 keeps the source's aspect ratio.
 	Width int `yaml:"width,omitempty"`

@@ -525,6 +525,12 @@ func (j *job) setupRungs(f *astiav.Frame) {
 			j.log.Info("rung skipped: taller than the source", "rung", rc.Name, "height", rc.Height, "source_height", h)
 			continue
 		}
+		if rw := rungWidth(rc, w, h); nearSize(rw, w) && nearSize(rc.Height, h) {
+			// Re-encoding the source at its own size only adds a
+			// worse copy of it: the source is this rendition.
+			j.log.Info("rung skipped: the source is that size", "rung", rc.Name, "size", fmt.Sprintf("%dx%d", rw, rc.Height), "source", fmt.Sprintf("%dx%d", w, h))
+			continue
+		}
 		r, err := newRung(j, rc, w, h, fps)
 		if err != nil {
 			j.log.Error("rung not started", "rung", rc.Name, "error", err)

@@ -12,13 +12,21 @@ import (
 	"github.com/liveengine/liveengine/engine/enginetest"
 )
 
+// mobileConfig runs the mobile ladder, whose 240p rung is the one a 640x360
+// source gets (480p would upscale, 360p is the source).
+func mobileConfig() Config {
+	c := DefaultConfig()
+	c.Ladder = PresetMobile
+	return c
+}
+
 // TestLadderCloseWhileLive: closing the transcoder takes the renditions
 // offline and frees the job, while the source keeps playing untouched; a
 // source that reconnects at once gets its ladder back.
 func TestLadderCloseWhileLive(t *testing.T) {
 	clip := enginetest.Clip(t, enginetest.ClipSpec{Width: 640, Height: 360, FPS: 30, Seconds: 2, GOP: 30, Audio: true, Bitrate: "800k"})
 	eng := enginetest.NewEngine(t)
-	tr := newTestTranscoder(t, eng, DefaultConfig())
+	tr := newTestTranscoder(t, eng, mobileConfig())
 
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(tr.Collector()); err != nil {
@@ -26,15 +34,17 @@ func TestLadderCloseWhileLive(t *testing.T) {
 	}
 
 	pub := enginetest.Publish(t, eng, "live", clip, enginetest.PublishOptions{Realtime: true, Loop: true})
-	waitFor(t, 30*time.Second, "rendition live/360p", func() bool {
-		_, err := eng.Stream("live/360p")
+	waitFor(t, 30*time.Second, "rendition live/240p", func() bool {
+		_, err := eng.Stream("live/240p")
 		return err == nil
 	})
-	if _, err := eng.Stream("live/480p"); !errors.Is(err, engine.ErrStreamNotFound) {
-		t.Fatalf("480p rung for a 360p source: %v", err)
+	for _, id := range []string{"live/480p", "live/360p"} {
+		if _, err := eng.Stream(id); !errors.Is(err, engine.ErrStreamNotFound) {
+			t.Fatalf("%s rung for a 360p source: %v", id, err)
+		}
 	}
 	waitFor(t, 30*time.Second, "frames encoded", func() bool {
-		return counterValue(t, tr.m.encoded.WithLabelValues("360p")) >= 10
+		return counterValue(t, tr.m.encoded.WithLabelValues("240p")) >= 10
 	})
 
 	fams, err := reg.Gather()
@@ -56,7 +66,7 @@ func TestLadderCloseWhileLive(t *testing.T) {
 	pub.Close()
 	pub2 := enginetest.Publish(t, eng, "live", clip, enginetest.PublishOptions{Realtime: true, Loop: true})
 	waitFor(t, 30*time.Second, "rendition back after reconnect", func() bool {
-		s, err := eng.Stream("live/360p")
+		s, err := eng.Stream("live/240p")
 		return err == nil && s.FramesIn() > 5 && len(tr.Jobs()) == 1
 	})
 
@@ -64,7 +74,7 @@ func TestLadderCloseWhileLive(t *testing.T) {
 	if n := len(tr.Jobs()); n != 0 {
 		t.Fatalf("%d jobs after Close", n)
 	}
-	if _, err := eng.Stream("live/360p"); !errors.Is(err, engine.ErrStreamNotFound) {
+	if _, err := eng.Stream("live/240p"); !errors.Is(err, engine.ErrStreamNotFound) {
 		t.Fatalf("rendition still live after Close: %v", err)
 	}
 	src := pub2.Stream()
@@ -88,7 +98,7 @@ func TestLadderTimestampsGoBack(t *testing.T) {
 	}
 	eng := enginetest.NewEngine(t)
 	rec := newRecorder(eng)
-	tr := newTestTranscoder(t, eng, DefaultConfig())
+	tr := newTestTranscoder(t, eng, mobileConfig())
 	pub, err := eng.Authorize(t.Context(), engine.PublishRequest{Key: "restart", Protocol: "test"})
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +122,7 @@ func TestLadderTimestampsGoBack(t *testing.T) {
 	var frames int
 	var back bool
 	var last time.Duration
-	for _, u := range rec.get("restart/360p").snapshot() {
+	for _, u := range rec.get("restart/240p").snapshot() {
 		if u.Track != 0 {
 			continue
 		}
@@ -122,9 +132,9 @@ func TestLadderTimestampsGoBack(t *testing.T) {
 		}
 		last = u.PTS
 	}
-	t.Logf("360p: %d frames for %d source frames, PTS went back: %v", frames, 2*srcFrames, back)
+	t.Logf("240p: %d frames for %d source frames, PTS went back: %v", frames, 2*srcFrames, back)
 	if !back || frames < srcFrames*3/2 {
-		t.Fatalf("360p: %d frames for %d source frames, PTS went back: %v", frames, 2*srcFrames, back)
+		t.Fatalf("240p: %d frames for %d source frames, PTS went back: %v", frames, 2*srcFrames, back)
 	}
 }
 
@@ -151,7 +161,7 @@ func TestLadderBadVideo(t *testing.T) {
 	}
 	eng := enginetest.NewEngine(t)
 	rec := newRecorder(eng)
-	tr := newTestTranscoder(t, eng, DefaultConfig())
+	tr := newTestTranscoder(t, eng, mobileConfig())
 	pub, err := eng.Authorize(t.Context(), engine.PublishRequest{Key: "bad", Protocol: "test"})
 	if err != nil {
 		t.Fatal(err)
@@ -165,14 +175,14 @@ func TestLadderBadVideo(t *testing.T) {
 	rec.waitAllDone(t, 60*time.Second)
 	frames := 0
 	var last time.Duration
-	for _, u := range rec.get("bad/360p").snapshot() {
+	for _, u := range rec.get("bad/240p").snapshot() {
 		if u.Track == 0 {
 			frames++
 			last = u.PTS
 		}
 	}
 	decoded := counterValue(t, tr.m.decoded)
-	t.Logf("360p: %d frames, last at %s; %v frames decoded of %d sent, %d garbage; decode errors %v",
+	t.Logf("240p: %d frames, last at %s; %v frames decoded of %d sent, %d garbage; decode errors %v",
 		frames, last, decoded, n+2, n/7, counterValue(t, tr.m.decodeErrors))
 	if decoded < float64(n/2) || last < lastBad+500*time.Millisecond {
 		t.Fatalf("the ladder stopped at the garbage: last frame at %s, last garbage at %s", last, lastBad)

@@ -67,3 +67,17 @@ func TestTimeRing(t *testing.T) {
 		t.Fatalf("90 kHz round trip: %d", d)
 	}
 }
+
+func TestNearSize(t *testing.T) {
+	for _, tc := range []struct {
+		rung, src int
+		want      bool
+	}{
+		{360, 360, true}, {360, 368, true}, {640, 640, true}, {1080, 1088, true}, {720, 720, true},
+		{360, 480, false}, {480, 720, false}, {720, 1080, false}, {240, 360, false}, {1000, 1080, false},
+	} {
+		if got := nearSize(tc.rung, tc.src); got != tc.want {
+			t.Errorf("nearSize(%d, %d) = %v, want %v", tc.rung, tc.src, got, tc.want)
+		}
+	}
+}

@@ -74,6 +74,26 @@ func evenWidth(srcW, srcH, h int) int {
 	return w
 }
 
+// rungWidth is the width rung rc encodes for a srcW x srcH source.
+func rungWidth(rc Rung, srcW, srcH int) int {
+	if rc.Width != 0 {
+		return rc.Width
+	}
+	return evenWidth(srcW, srcH, rc.Height)
+}
+
+// nearSize reports whether a rung dimension is within a few pixels of the
+// source's (16, or 4 % for large pictures): encoders pad 360 to 368 and
+// 1080 to 1088, and a rung that close to the source is no rendition of its
+// own.
+func nearSize(rung, src int) bool {
+	d := src - rung
+	if d < 0 {
+		d = -d
+	}
+	return d <= max(16, src/25)
+}
+
 func newRung(j *job, rc Rung, srcW, srcH int, fps float64) (*rung, error) {
 	r := &rung{
 		j:        j,
@@ -87,9 +107,7 @@ func newRung(j *job, rc Rung, srcW, srcH int, fps float64) (*rung, error) {
 		droppedC: j.t.m.dropped.WithLabelValues(rc.Name),
 		encHist:  j.t.m.encodeTime.WithLabelValues(rc.Name),
 	}
-	if r.w == 0 {
-		r.w = evenWidth(srcW, srcH, rc.Height)
-	}
+	r.w = rungWidth(rc, srcW, srcH)
 	ok := false
 	defer func() {
 		if !ok {

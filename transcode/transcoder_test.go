@@ -346,11 +346,11 @@ func TestLadderNoUpscaleNoAudio(t *testing.T) {
 	rec := newRecorder(eng)
 	tr := newTestTranscoder(t, eng, DefaultConfig())
 	runLadder(t, eng, tr, rec, "small", clip)
-	if got, want := rec.ids(), []string{"small", "small/360p", "small/480p"}; !slices.Equal(got, want) {
-		t.Fatalf("streams %v, want %v", got, want)
+	if got, want := rec.ids(), []string{"small", "small/360p"}; !slices.Equal(got, want) {
+		t.Fatalf("streams %v, want %v (720p would upscale, 480p is the source)", got, want)
 	}
 	dir := t.TempDir()
-	for _, id := range []string{"small/480p", "small/360p"} {
+	for _, id := range []string{"small/360p"} {
 		r := rec.get(id)
 		if len(r.tracks) != 1 {
 			t.Fatalf("%s: %d tracks, want video only", id, len(r.tracks))
@@ -359,6 +359,34 @@ func TestLadderNoUpscaleNoAudio(t *testing.T) {
 		t.Logf("%s: %+v, %.2f s, keyframes %v", id, streams, dur, keys)
 		if len(streams) != 1 || streams[0].CodecName != "h264" || dur < 2 {
 			t.Fatalf("%s: streams %+v over %.2f s", id, streams, dur)
+		}
+	}
+}
+
+// TestLadderSkipsSourceSizedRung: a rung the size of the source (or within
+// a few pixels of it) is not encoded; the source is that rendition already.
+// A 640x360 source gets no rung from the default ladder (720p and 480p
+// would upscale, 360p is the source) and only 240p from the mobile one.
+func TestLadderSkipsSourceSizedRung(t *testing.T) {
+	clip := enginetest.Clip(t, enginetest.ClipSpec{Width: 640, Height: 360, FPS: 30, Seconds: 2, GOP: 30, Audio: true, Bitrate: "800k"})
+	for _, tc := range []struct {
+		ladder string
+		want   []string
+	}{
+		{PresetDefault, []string{"same"}},
+		{PresetMobile, []string{"same", "same/240p"}},
+	} {
+		eng := enginetest.NewEngine(t)
+		rec := newRecorder(eng)
+		conf := DefaultConfig()
+		conf.Ladder = tc.ladder
+		tr := newTestTranscoder(t, eng, conf)
+		runLadder(t, eng, tr, rec, "same", clip)
+		if got := rec.ids(); !slices.Equal(got, tc.want) {
+			t.Errorf("ladder %s on a 640x360 source: streams %v, want %v", tc.ladder, got, tc.want)
+		}
+		if n := counterValue(t, tr.m.encoded.WithLabelValues("360p")); n != 0 {
+			t.Errorf("ladder %s: %v frames encoded for a 360p rung of a 360p source", tc.ladder, n)
 		}
 	}
 }
@@ -388,7 +416,7 @@ func TestLadderOpusSource(t *testing.T) {
 
 	eng := enginetest.NewEngine(t)
 	rec := newRecorder(eng)
-	tr := newTestTranscoder(t, eng, DefaultConfig())
+	tr := newTestTranscoder(t, eng, mobileConfig())
 	pub, err := eng.Authorize(t.Context(), engine.PublishRequest{Key: "opus", Protocol: "whip"})
 	if err != nil {
 		t.Fatal(err)
@@ -401,17 +429,17 @@ func TestLadderOpusSource(t *testing.T) {
 	waitFor(t, 60*time.Second, "transcode jobs to end", func() bool { return len(tr.Jobs()) == 0 })
 	rec.waitAllDone(t, 60*time.Second)
 
-	r := rec.get("opus/360p")
+	r := rec.get("opus/240p")
 	if r == nil {
-		t.Fatalf("no 360p rendition: %v", rec.ids())
+		t.Fatalf("no 240p rendition: %v", rec.ids())
 	}
 	if len(r.tracks) != 2 || r.tracks[1].Codec != engine.CodecAAC {
-		t.Fatalf("360p tracks %+v", r.tracks)
+		t.Fatalf("240p tracks %+v", r.tracks)
 	}
-	path := filepath.Join(dir, "opus360.ts")
+	path := filepath.Join(dir, "opus240.ts")
 	writeTS(t, path, r.tracks, r.snapshot())
 	hz, _ := dominantFrequency(decodePCM(t, path), 48000)
-	t.Logf("360p audio from Opus: tone %.1f Hz", hz)
+	t.Logf("240p audio from Opus: tone %.1f Hz", hz)
 	if hz < 980 || hz > 1020 {
 		t.Fatalf("tone %.1f Hz", hz)
 	}
