@@ -122,14 +122,14 @@ func (m *Meter) CloseErrors() []string {
 }
 
 type meterShard struct {
-	m        *Meter
-	lat      []time.Duration
-	sampled  int // lat[:sampled] went to Samples
+	m       *Meter
+	lat     []time.Duration
+	sampled int // lat[:sampled] went to Samples
 	// first and final are, per sequence number, the earliest and the
 	// latest latency this loop saw (0: none yet).
 	first, final []time.Duration
-	received atomic.Int64
-	_        [64]byte // keeps the loops' counters off one cache line
+	received     atomic.Int64
+	_            [64]byte // keeps the loops' counters off one cache line
 }
 
 var marker = []byte(Marker)
