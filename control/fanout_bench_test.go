@@ -185,6 +185,7 @@ func runFanout(b *testing.B, clients, perSecond int, dur time.Duration) {
 			b.Fatal(err)
 		}
 		l.Pause = pause
+		l.Stamps = true
 		loops[i] = l
 		defer l.Close()
 	}
@@ -268,6 +269,11 @@ func runFanout(b *testing.B, clients, perSecond int, dur time.Duration) {
 		q := func(d []time.Duration, p float64) float64 { return float64(d[int(p*float64(len(d)-1))]) / 1e6 }
 		b.Logf("per message: first receipt p50 %.1f ms p99 %.1f ms (publish call → fan-out starts); last − first p50 %.1f ms p99 %.1f ms (the fan-out)",
 			q(fs, .5), q(fs, .99), q(spread, .5), q(spread, .99))
+	}
+	if arr := meter.Arrivals(); len(arr) > 0 {
+		q := func(p float64) float64 { return float64(arr[int(p*float64(len(arr)-1))]) / 1e6 }
+		b.Logf("publish call → arrival in the client's socket (kernel receive stamp, %d of the deliveries): p50 %.1f ms p99 %.1f ms max %.1f ms",
+			len(arr), q(.5), q(.99), q(1))
 	}
 	b.Logf("client reads %d, server CPU %.1f µs/delivery, client (this process) CPU %.1f µs/delivery, load average at the end %s",
 		readsOf(loops), cpuSec*1e6/float64(max(1, len(all))), float64(selfTicks)/100*1e6/float64(max(1, len(all))), loadavg())

@@ -37,6 +37,7 @@ type Loop struct {
 	epfd int
 	rbuf []byte
 	wbuf []byte
+	oob  []byte // recvmsg control buffer, for receive timestamps
 
 	mu    sync.RWMutex
 	conns []*Conn // by file descriptor: no hashing per event
@@ -45,6 +46,13 @@ type Loop struct {
 
 	// Frames and Reads count text frames and read(2) calls.
 	Frames, Reads atomic.Int64
+
+	// Stamps asks the kernel for the time each segment reached the
+	// socket (SO_TIMESTAMPNS, set before Add): handlers see it as the
+	// connection's Arrived time. Sharing the machine with the server, the
+	// client may read a frame long after it arrived; the arrival time
+	// shows what the server and the network path took on their own.
+	Stamps bool
 
 	// Pause is how long the loop rests after a round that emptied its ready
 	// list, before waiting again (set before Add). Data that arrives
@@ -100,6 +108,12 @@ func (l *Loop) Add(c *Conn) error {
 	if err := syscall.SetNonblock(fd, true); err != nil {
 		syscall.Close(fd)
 		return err
+	}
+	if l.Stamps {
+		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1); err != nil {
+			syscall.Close(fd)
+			return fmt.Errorf("wsload: SO_TIMESTAMPNS: %w", err)
+		}
 	}
 	if len(c.partial) > 0 {
 		buf := c.partial
@@ -201,7 +215,13 @@ func (l *Loop) run() {
 // socket is non-blocking, so it never parks the thread, and the scheduler
 // bookkeeping of syscall.Read would be paid on every delivery.
 func (l *Loop) readOne(c *Conn) {
-	r, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(c.fd), uintptr(unsafe.Pointer(&l.rbuf[0])), uintptr(len(l.rbuf)))
+	var r uintptr
+	var errno syscall.Errno
+	if l.Stamps {
+		r, errno = l.recvStamped(c)
+	} else {
+		r, _, errno = syscall.RawSyscall(syscall.SYS_READ, uintptr(c.fd), uintptr(unsafe.Pointer(&l.rbuf[0])), uintptr(len(l.rbuf)))
+	}
 	l.Reads.Add(1)
 	if errno == syscall.EAGAIN || errno == syscall.EINTR {
 		return
@@ -226,6 +246,37 @@ func (l *Loop) readOne(c *Conn) {
 	if err := l.consume(c, data, at, &l.wbuf); err != nil {
 		l.fail(c, err)
 	}
+}
+
+// recvStamped reads like read(2) and sets c.arrived from the
+// SCM_TIMESTAMPNS message. For TCP the kernel reports the stamp of the
+// last segment the call consumed, so for earlier bytes in the same read
+// the arrival time is late, never early.
+func (l *Loop) recvStamped(c *Conn) (uintptr, syscall.Errno) {
+	if l.oob == nil {
+		l.oob = make([]byte, syscall.CmsgSpace(16)*2)
+	}
+	iov := syscall.Iovec{Base: &l.rbuf[0]}
+	iov.SetLen(len(l.rbuf))
+	msg := syscall.Msghdr{Iov: &iov, Iovlen: 1, Control: &l.oob[0]}
+	msg.SetControllen(len(l.oob))
+	r, _, errno := syscall.RawSyscall(syscall.SYS_RECVMSG, uintptr(c.fd), uintptr(unsafe.Pointer(&msg)), 0)
+	if errno != 0 {
+		return r, errno
+	}
+	c.arrived = 0
+	for b := l.oob[:msg.Controllen]; len(b) >= syscall.SizeofCmsghdr; {
+		h := (*syscall.Cmsghdr)(unsafe.Pointer(&b[0]))
+		if h.Len < syscall.SizeofCmsghdr || int(h.Len) > len(b) {
+			break
+		}
+		if h.Level == syscall.SOL_SOCKET && h.Type == syscall.SO_TIMESTAMPNS && int(h.Len) >= syscall.CmsgLen(16) {
+			ts := (*syscall.Timespec)(unsafe.Pointer(&b[syscall.CmsgLen(0)]))
+			c.arrived = ts.Nano()
+		}
+		b = b[min(len(b), syscall.CmsgSpace(int(h.Len)-syscall.CmsgLen(0))):]
+	}
+	return r, 0
 }
 
 // consume parses the frames in data; an incomplete tail is kept.

@@ -90,6 +90,19 @@ func (m *Meter) Latencies() []time.Duration {
 	return all
 }
 
+// Arrivals returns the latencies up to the kernel's receive time (see
+// Loop.Stamps), sorted; empty when the loops do not stamp.
+func (m *Meter) Arrivals() []time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var all []time.Duration
+	for _, s := range m.shards {
+		all = append(all, s.arr...)
+	}
+	slices.Sort(all)
+	return all
+}
+
 // Spread returns, for each message (sequence number) some connection
 // received, the latency of its first and of its last receipt: the first
 // is the server's path up to the start of the fan-out, last − first how
@@ -124,7 +137,8 @@ func (m *Meter) CloseErrors() []string {
 type meterShard struct {
 	m       *Meter
 	lat     []time.Duration
-	sampled int // lat[:sampled] went to Samples
+	arr     []time.Duration // publish call → kernel receive time, when the loop stamps
+	sampled int             // lat[:sampled] went to Samples
 	// first and final are, per sequence number, the earliest and the
 	// latest latency this loop saw (0: none yet).
 	first, final []time.Duration
@@ -167,6 +181,9 @@ func (s *meterShard) OnText(c *Conn, p []byte, at time.Time) (reply []byte) {
 		}
 		d := time.Duration(at.UnixNano() - sent)
 		s.lat = append(s.lat, d)
+		if c.arrived != 0 {
+			s.arr = append(s.arr, time.Duration(c.arrived-sent))
+		}
 		s.received.Add(1)
 		if seq >= 0 && seq < 1<<24 {
 			for int(seq) >= len(s.first) {
