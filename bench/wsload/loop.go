@@ -119,7 +119,11 @@ func (l *Loop) Add(c *Conn) error {
 		buf := c.partial
 		c.partial = nil
 		var wbuf []byte
-		if err := l.consume(c, buf, time.Now(), &wbuf); err != nil {
+		// The handler is the loop's: hold the loop off while it runs here.
+		l.mu.Lock()
+		err := l.consume(c, buf, time.Now(), &wbuf)
+		l.mu.Unlock()
+		if err != nil {
 			syscall.Close(fd)
 			return err
 		}

@@ -321,3 +321,47 @@ func TestLoopStampsArrival(t *testing.T) {
 		}
 	}
 }
+
+// FuzzConsume feeds arbitrary server bytes to the frame parser, whole and
+// cut in two: it must not panic, and a stream it accepts whole it must
+// accept cut, with the same texts.
+func FuzzConsume(f *testing.F) {
+	f.Add(serverFrame("a"), 1)
+	f.Add(append(serverFrame(strings.Repeat("m", 300)), serverFrame("b")...), 3)
+	f.Add([]byte{0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0}, 4)
+	f.Add([]byte{0x89, 2, 'p', '1', 0x88, 2, 3, 232}, 5)
+	f.Add([]byte{0x81, 0x81, 1, 2, 3, 4, 'x'}, 2)
+	f.Fuzz(func(t *testing.T, stream []byte, cut int) {
+		parse := func(parts ...[]byte) ([]string, error) {
+			rec := &recorder{closed: make(chan error, 1)}
+			l := &Loop{h: rec}
+			c := &Conn{fd: -1}
+			var wbuf []byte
+			for _, p := range parts {
+				data := append(c.partial, p...)
+				c.partial = nil
+				if err := l.consume(c, data, time.Now(), &wbuf); err != nil {
+					return rec.texts, err
+				}
+			}
+			return rec.texts, nil
+		}
+		whole, err := parse(stream)
+		if err != nil || len(stream) == 0 {
+			return
+		}
+		cut = int(uint(cut) % uint(len(stream)))
+		split, err := parse(stream[:cut], stream[cut:])
+		if err != nil {
+			t.Fatalf("cut at %d: %v", cut, err)
+		}
+		if len(split) != len(whole) {
+			t.Fatalf("cut at %d: %d texts, whole %d", cut, len(split), len(whole))
+		}
+		for i := range whole {
+			if split[i] != whole[i] {
+				t.Fatalf("cut at %d: text %d differs", cut, i)
+			}
+		}
+	})
+}
