@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -234,7 +235,8 @@ func init() {
 				apiKey:  fs.String("api-key", "", "Centrifugo: http_api.key"),
 				loops:   fs.Int("loops", runtime.GOMAXPROCS(0), "client epoll loops (threads reading the sockets)"),
 				drain:   fs.Duration("drain", 10*time.Second, "after -duration, how long to wait for messages still in flight"),
-				pause:   fs.Duration("pause", 0, "client loops rest this long after emptying their ready list (fewer wake-ups; adds up to this much to latency)"),
+				stamps:  fs.Bool("rx-stamps", true, "also report the latency up to the kernel's receive time in each client socket (SO_TIMESTAMPNS): what the server took, without the wait for a client thread to read"),
+				pause:   fs.Duration("pause", time.Millisecond, "client loops rest this long after emptying their ready list, so a server write rarely has to wake a sleeping client thread (on one machine the server pays for that wake-up); adds up to this much to latency; 0 reads as soon as anything arrives"),
 			}
 		},
 		target:      func(fs *flag.FlagSet) string { return flagString(fs, "api") },
@@ -254,6 +256,7 @@ type chatFanout struct {
 	n, senders, loops          *int
 	rate                       *float64
 	drain, pause               *time.Duration
+	stamps                     *bool
 
 	hc      *http.Client
 	pid     int
@@ -301,10 +304,10 @@ func (c *chatFanout) prepare(ctx context.Context) error {
 		return err
 	}
 	c.meter = wsload.NewMeter(*c.n)
-	c.meter.Sample = func(d time.Duration) {
+	c.meter.Samples = func(ds []time.Duration) {
 		if r := c.started.Load(); r != nil {
-			r.Ops.Add(1)
-			r.OpLatency(d)
+			r.Ops.Add(int64(len(ds)))
+			r.OpLatencies(ds)
 		}
 	}
 	if *c.server == "centrifugo" {
@@ -316,6 +319,7 @@ func (c *chatFanout) prepare(ctx context.Context) error {
 			return err
 		}
 		l.Pause = *c.pause
+		l.Stamps = *c.stamps
 		c.clients = append(c.clients, l)
 	}
 	start := time.Now()
@@ -561,6 +565,23 @@ publishing:
 	if lat := c.meter.Latencies(); len(lat) > 0 {
 		q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))]) / 1e6 }
 		r.Note("delivery latency (publish call → receipt) p50 %.1f ms, p99 %.1f ms, max %.1f ms", q(0.5), q(0.99), q(1))
+	}
+	if arr := c.meter.Arrivals(); len(arr) > 0 {
+		q := func(p float64) float64 { return float64(arr[int(p*float64(len(arr)-1))]) / 1e6 }
+		r.Note("publish call → arrival in the client's socket (kernel receive stamp; %d deliveries stamped) p50 %.1f ms, p99 %.1f ms, max %.1f ms", len(arr), q(0.5), q(0.99), q(1))
+	}
+	if first, last := c.meter.Spread(); len(first) > 0 {
+		var fs, spread []time.Duration
+		for i := range first {
+			if first[i] != 0 {
+				fs, spread = append(fs, first[i]), append(spread, last[i]-first[i])
+			}
+		}
+		slices.Sort(fs)
+		slices.Sort(spread)
+		q := func(d []time.Duration, p float64) float64 { return float64(d[int(p*float64(len(d)-1))]) / 1e6 }
+		r.Note("per message: first receipt p50 %.1f ms, p99 %.1f ms (publish call → fan-out starts); last − first receipt p50 %.1f ms, p99 %.1f ms (the fan-out)",
+			q(fs, .5), q(fs, .99), q(spread, .5), q(spread, .99))
 	}
 	if c.pid > 0 {
 		cpu1, _ := procTicks(c.pid)

@@ -113,6 +113,18 @@ func (r *Run) OpLatency(d time.Duration) {
 	r.mu.Unlock()
 }
 
+// OpLatencies records a batch of operation latency samples under one lock
+// (for callers that gather thousands per second).
+func (r *Run) OpLatencies(ds []time.Duration) {
+	r.mu.Lock()
+	for _, d := range ds {
+		ms := float64(d) / 1e6
+		r.opLat = append(r.opLat, ms)
+		r.window = append(r.window, ms)
+	}
+	r.mu.Unlock()
+}
+
 // Error counts a failure and keeps its message if it is among the first.
 func (r *Run) Error(err error) {
 	if err == nil {

@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"net"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -293,4 +294,15 @@ func TestSlowClientDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "fast client still served", func() bool { return received.Load() > before })
+	// The hub closes the dropped client's socket itself (fasthttp keeps
+	// hijacked connections open): reading what was queued ends in EOF, not
+	// in the deadline.
+	_ = slow.conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	var err error
+	for err == nil {
+		_, _, err = slow.conn.ReadMessage()
+	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("dropped client's socket still open: %v", err)
+	}
 }

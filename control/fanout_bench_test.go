@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -167,6 +168,15 @@ func runFanout(b *testing.B, clients, perSecond int, dur time.Duration) {
 	// The client is bench/wsload: a few epoll loops read every socket and
 	// check every frame (sequence and latency) without a goroutine per
 	// connection, so it leaves the CPU to the server it shares the box with.
+	// Loops rest 1 ms after emptying their ready list (LIVEENGINE_FANOUT_PAUSE
+	// overrides), so the server's writes seldom wake a sleeping client
+	// thread: on one machine that wake-up is charged to the server's write.
+	pause := time.Millisecond
+	if v := os.Getenv("LIVEENGINE_FANOUT_PAUSE"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			pause = d
+		}
+	}
 	meter := wsload.NewMeter(clients)
 	loops := make([]*wsload.Loop, runtime.GOMAXPROCS(0))
 	for i := range loops {
@@ -174,6 +184,8 @@ func runFanout(b *testing.B, clients, perSecond int, dur time.Duration) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		l.Pause = pause
+		l.Stamps = true
 		loops[i] = l
 		defer l.Close()
 	}
@@ -206,7 +218,7 @@ func runFanout(b *testing.B, clients, perSecond int, dur time.Duration) {
 	if f := os.Getenv("LIVEENGINE_FANOUT_HEAPPROFILE"); f != "" {
 		_, _ = io.WriteString(stdin, "heap "+f+"\n")
 	}
-	cpuBefore := procCPU(pid)
+	cpuBefore, selfBefore := procCPU(pid), procCPU(os.Getpid())
 	b.StartTimer()
 	tick := time.NewTicker(time.Second / time.Duration(perSecond))
 	for seq := 0; seq < total; seq++ {
@@ -220,7 +232,7 @@ func runFanout(b *testing.B, clients, perSecond int, dur time.Duration) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	b.StopTimer()
-	cpuTicks := procCPU(pid) - cpuBefore
+	cpuTicks, selfTicks := procCPU(pid)-cpuBefore, procCPU(os.Getpid())-selfBefore
 	all := meter.Latencies()
 	pct := func(p float64) float64 {
 		if len(all) == 0 {
@@ -244,7 +256,27 @@ func runFanout(b *testing.B, clients, perSecond int, dur time.Duration) {
 	b.ReportMetric(loss*100, "loss_%")
 	b.ReportMetric(perConnKB, "server_rss_KB/conn")
 	b.ReportMetric(float64(len(all))/cpuSec, "deliveries/server_cpu_s")
-	b.Logf("client reads %d, server CPU %.1f µs/delivery", readsOf(loops), cpuSec*1e6/float64(max(1, len(all))))
+	first, last := meter.Spread()
+	var fs, spread []time.Duration
+	for i := range first {
+		if first[i] != 0 {
+			fs, spread = append(fs, first[i]), append(spread, last[i]-first[i])
+		}
+	}
+	slices.Sort(fs)
+	slices.Sort(spread)
+	if len(fs) > 0 {
+		q := func(d []time.Duration, p float64) float64 { return float64(d[int(p*float64(len(d)-1))]) / 1e6 }
+		b.Logf("per message: first receipt p50 %.1f ms p99 %.1f ms (publish call → fan-out starts); last − first p50 %.1f ms p99 %.1f ms (the fan-out)",
+			q(fs, .5), q(fs, .99), q(spread, .5), q(spread, .99))
+	}
+	if arr := meter.Arrivals(); len(arr) > 0 {
+		q := func(p float64) float64 { return float64(arr[int(p*float64(len(arr)-1))]) / 1e6 }
+		b.Logf("publish call → arrival in the client's socket (kernel receive stamp, %d of the deliveries): p50 %.1f ms p99 %.1f ms max %.1f ms",
+			len(arr), q(.5), q(.99), q(1))
+	}
+	b.Logf("client reads %d, server CPU %.1f µs/delivery, client (this process) CPU %.1f µs/delivery, load average at the end %s",
+		readsOf(loops), cpuSec*1e6/float64(max(1, len(all))), float64(selfTicks)/100*1e6/float64(max(1, len(all))), loadavg())
 	b.Logf("clients=%d messages=%d delivered=%d/%d p50=%.1fms p99=%.1fms max=%.1fms loss=%.3f%% server RSS %d→%d KB (%.1f KB/conn; heap %.1f KB/conn, stack %.1f KB/conn, %.2f goroutines/conn) server CPU %.1fs",
 		clients, total, len(all), expected, pct(0.5), pct(0.99), pct(1), loss*100, rssBefore, rssAfter, perConnKB,
 		float64(memAfter.heap-memBefore.heap)/1024/float64(clients), float64(memAfter.stack-memBefore.stack)/1024/float64(clients),
@@ -279,6 +311,11 @@ func joinRoom(url string, subscribe []byte, id int, loop *wsload.Loop) error {
 			return loop.Add(conn)
 		}
 	}
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	return strings.TrimSpace(string(b))
 }
 
 func readsOf(loops []*wsload.Loop) int64 {

@@ -125,6 +125,10 @@ func New(conf Config, bus engine.Bus, log *slog.Logger) (*Server, error) {
 		// that fasthttp hands over after the handshake.
 		ReadBufferSize:  4096,
 		WriteBufferSize: 4096,
+		// The WebSocket hub closes the sockets it takes over itself, so
+		// fasthttp can free each handshake's request context at once
+		// (realtime.Hub.HandleFrom).
+		KeepHijackedConns: true,
 		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
 			if errors.Is(err, fasthttp.ErrBodyTooLarge) {
 				WriteError(ctx, Errorf(fasthttp.StatusRequestEntityTooLarge, "body_too_large", "request body is larger than %d bytes", conf.MaxBodyBytes))

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // Handler receives what a Loop reads. OnText may return a text message to
@@ -19,19 +20,39 @@ type Handler interface {
 	OnClose(c *Conn, err error)
 }
 
+// BatchHandler is a Handler that wants to know when a Loop has read
+// everything one epoll_wait reported, to pass on what it gathered in one go
+// rather than once per message.
+type BatchHandler interface {
+	Handler
+	EndBatch()
+}
+
+// Events is how many ready sockets a Loop takes from one epoll_wait.
+const Events = 1024
+
 // Loop reads many connections from one goroutine through epoll.
 type Loop struct {
 	h    Handler
 	epfd int
 	rbuf []byte
 	wbuf []byte
+	oob  []byte // recvmsg control buffer, for receive timestamps
 
 	mu    sync.RWMutex
-	conns map[int]*Conn
+	conns []*Conn // by file descriptor: no hashing per event
+	open  int
 	dead  []*Conn // failed since the last reap (loop goroutine only)
 
 	// Frames and Reads count text frames and read(2) calls.
 	Frames, Reads atomic.Int64
+
+	// Stamps asks the kernel for the time each segment reached the
+	// socket (SO_TIMESTAMPNS, set before Add): handlers see it as the
+	// connection's Arrived time. Sharing the machine with the server, the
+	// client may read a frame long after it arrived; the arrival time
+	// shows what the server and the network path took on their own.
+	Stamps bool
 
 	// Pause is how long the loop rests after a round that emptied its ready
 	// list, before waiting again (set before Add). Data that arrives
@@ -51,7 +72,7 @@ func NewLoop(h Handler) (*Loop, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wsload: epoll: %w", err)
 	}
-	l := &Loop{h: h, epfd: epfd, rbuf: make([]byte, 64<<10), conns: map[int]*Conn{},
+	l := &Loop{h: h, epfd: epfd, rbuf: make([]byte, 64<<10),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go l.run()
 	return l, nil
@@ -88,22 +109,37 @@ func (l *Loop) Add(c *Conn) error {
 		syscall.Close(fd)
 		return err
 	}
+	if l.Stamps {
+		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1); err != nil {
+			syscall.Close(fd)
+			return fmt.Errorf("wsload: SO_TIMESTAMPNS: %w", err)
+		}
+	}
 	if len(c.partial) > 0 {
 		buf := c.partial
 		c.partial = nil
 		var wbuf []byte
-		if err := l.consume(c, buf, time.Now(), &wbuf); err != nil {
+		// The handler is the loop's: hold the loop off while it runs here.
+		l.mu.Lock()
+		err := l.consume(c, buf, time.Now(), &wbuf)
+		l.mu.Unlock()
+		if err != nil {
 			syscall.Close(fd)
 			return err
 		}
 	}
 	l.mu.Lock()
+	if fd >= len(l.conns) {
+		l.conns = append(l.conns, make([]*Conn, fd+1-len(l.conns)+len(l.conns)/2)...)
+	}
 	l.conns[fd] = c
+	l.open++
 	l.mu.Unlock()
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(fd)}
 	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		l.mu.Lock()
-		delete(l.conns, fd)
+		l.conns[fd] = nil
+		l.open--
 		l.mu.Unlock()
 		syscall.Close(fd)
 		return err
@@ -115,7 +151,7 @@ func (l *Loop) Add(c *Conn) error {
 func (l *Loop) Len() int {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	return len(l.conns)
+	return l.open
 }
 
 // Close closes every connection (without a close handshake) and the loop.
@@ -123,10 +159,12 @@ func (l *Loop) Close() {
 	close(l.stop)
 	<-l.done
 	l.mu.Lock()
-	for fd := range l.conns {
-		syscall.Close(fd)
+	for fd, c := range l.conns {
+		if c != nil {
+			syscall.Close(fd)
+		}
 	}
-	l.conns = map[int]*Conn{}
+	l.conns, l.open = nil, 0
 	l.mu.Unlock()
 	syscall.Close(l.epfd)
 }
@@ -137,7 +175,8 @@ func (l *Loop) run() {
 	// the scheduler's hands.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	events := make([]syscall.EpollEvent, 256)
+	events := make([]syscall.EpollEvent, Events)
+	bh, _ := l.h.(BatchHandler)
 	for {
 		select {
 		case <-l.stop:
@@ -153,35 +192,55 @@ func (l *Loop) run() {
 		}
 		l.mu.RLock()
 		for i := 0; i < n; i++ {
-			c := l.conns[int(events[i].Fd)]
-			if c == nil || c.closed {
+			fd := int(events[i].Fd)
+			if fd >= len(l.conns) {
 				continue
 			}
-			l.readOne(c)
+			if c := l.conns[fd]; c != nil && !c.closed {
+				l.readOne(c)
+			}
 		}
 		l.mu.RUnlock()
+		if bh != nil {
+			bh.EndBatch()
+		}
 		l.reap()
 		if l.Pause > 0 && n < len(events) {
-			time.Sleep(l.Pause)
+			// nanosleep on this thread: time.Sleep would park the goroutine
+			// and need another thread to wake this one.
+			ts := syscall.NsecToTimespec(int64(l.Pause))
+			_ = syscall.Nanosleep(&ts, nil)
 		}
 	}
 }
 
 // readOne reads what one socket has: one read(2), the socket stays in the
-// level-triggered set if more is left.
+// level-triggered set if more is left. The read is a raw system call: the
+// socket is non-blocking, so it never parks the thread, and the scheduler
+// bookkeeping of syscall.Read would be paid on every delivery.
 func (l *Loop) readOne(c *Conn) {
-	n, err := syscall.Read(c.fd, l.rbuf)
+	var r uintptr
+	var errno syscall.Errno
+	if l.Stamps {
+		r, errno = l.recvStamped(c)
+	} else {
+		r, _, errno = syscall.RawSyscall(syscall.SYS_READ, uintptr(c.fd), uintptr(unsafe.Pointer(&l.rbuf[0])), uintptr(len(l.rbuf)))
+	}
 	l.Reads.Add(1)
-	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR) {
+	if errno == syscall.EAGAIN || errno == syscall.EINTR {
 		return
 	}
-	if err != nil || n == 0 {
-		if err == nil {
+	n := int(r)
+	if errno != 0 || n == 0 {
+		var err error = errno
+		if errno == 0 {
 			err = errors.New("connection closed by server")
 		}
 		l.fail(c, err)
 		return
 	}
+	// The clock is read after each read(2) returns, so a latency is never
+	// shorter than the time the bytes reached this process.
 	at := time.Now()
 	data := l.rbuf[:n]
 	if len(c.partial) > 0 {
@@ -191,6 +250,37 @@ func (l *Loop) readOne(c *Conn) {
 	if err := l.consume(c, data, at, &l.wbuf); err != nil {
 		l.fail(c, err)
 	}
+}
+
+// recvStamped reads like read(2) and sets c.arrived from the
+// SCM_TIMESTAMPNS message. For TCP the kernel reports the stamp of the
+// last segment the call consumed, so for earlier bytes in the same read
+// the arrival time is late, never early.
+func (l *Loop) recvStamped(c *Conn) (uintptr, syscall.Errno) {
+	if l.oob == nil {
+		l.oob = make([]byte, syscall.CmsgSpace(16)*2)
+	}
+	iov := syscall.Iovec{Base: &l.rbuf[0]}
+	iov.SetLen(len(l.rbuf))
+	msg := syscall.Msghdr{Iov: &iov, Iovlen: 1, Control: &l.oob[0]}
+	msg.SetControllen(len(l.oob))
+	r, _, errno := syscall.RawSyscall(syscall.SYS_RECVMSG, uintptr(c.fd), uintptr(unsafe.Pointer(&msg)), 0)
+	if errno != 0 {
+		return r, errno
+	}
+	c.arrived = 0
+	for b := l.oob[:msg.Controllen]; len(b) >= syscall.SizeofCmsghdr; {
+		h := (*syscall.Cmsghdr)(unsafe.Pointer(&b[0]))
+		if h.Len < syscall.SizeofCmsghdr || int(h.Len) > len(b) {
+			break
+		}
+		if h.Level == syscall.SOL_SOCKET && h.Type == syscall.SO_TIMESTAMPNS && int(h.Len) >= syscall.CmsgLen(16) {
+			ts := (*syscall.Timespec)(unsafe.Pointer(&b[syscall.CmsgLen(0)]))
+			c.arrived = ts.Nano()
+		}
+		b = b[min(len(b), syscall.CmsgSpace(int(h.Len)-syscall.CmsgLen(0))):]
+	}
+	return r, 0
 }
 
 // consume parses the frames in data; an incomplete tail is kept.
@@ -295,7 +385,8 @@ func (l *Loop) reap() {
 	}
 	l.mu.Lock()
 	for _, c := range l.dead {
-		delete(l.conns, c.fd)
+		l.conns[c.fd] = nil
+		l.open--
 		_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
 		syscall.Close(c.fd)
 	}

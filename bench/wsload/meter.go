@@ -29,12 +29,13 @@ type Meter struct {
 	// Reply, when set, answers a text message that carries no marker (for
 	// protocol-level pings); nil means no answer.
 	Reply func(payload []byte) []byte
-	// Sample, when set, is called with each latency (for live progress).
-	Sample func(time.Duration)
+	// Samples, when set, is called with the latencies a loop recorded
+	// since its previous call (for live progress), once per epoll batch
+	// rather than once per message, from the loops' goroutines.
+	Samples func([]time.Duration)
 
-	seen     [][]uint64 // per connection ID: a bit per sequence number received
-	last     []int32    // per connection ID: the highest sequence number so far
-	received atomic.Int64
+	seen [][]uint64 // per connection ID: a bit per sequence number received
+	last []int32    // per connection ID: the highest sequence number so far
 	// Duplicates counts messages a connection received more than once.
 	Duplicates atomic.Int64
 	// Reordered counts messages that arrived after a higher-numbered one.
@@ -57,12 +58,20 @@ func NewMeter(conns int) *Meter {
 }
 
 // Received is the number of fan-out messages received so far.
-func (m *Meter) Received() int64 { return m.received.Load() }
+func (m *Meter) Received() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var n int64
+	for _, s := range m.shards {
+		n += s.received.Load()
+	}
+	return n
+}
 
-// Handler returns a handler for one Loop (latencies are kept per loop, so
-// loops never contend).
+// Handler returns a handler for one Loop (latencies and counts are kept
+// per loop, so loops never contend).
 func (m *Meter) Handler() Handler {
-	s := &meterShard{m: m, lat: make([]int64, 0, 1<<16)}
+	s := &meterShard{m: m, lat: make([]time.Duration, 0, 1<<16)}
 	m.mu.Lock()
 	m.shards = append(m.shards, s)
 	m.mu.Unlock()
@@ -75,12 +84,47 @@ func (m *Meter) Latencies() []time.Duration {
 	defer m.mu.Unlock()
 	var all []time.Duration
 	for _, s := range m.shards {
-		for _, v := range s.lat {
-			all = append(all, time.Duration(v))
-		}
+		all = append(all, s.lat...)
 	}
 	slices.Sort(all)
 	return all
+}
+
+// Arrivals returns the latencies up to the kernel's receive time (see
+// Loop.Stamps), sorted; empty when the loops do not stamp.
+func (m *Meter) Arrivals() []time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var all []time.Duration
+	for _, s := range m.shards {
+		all = append(all, s.arr...)
+	}
+	slices.Sort(all)
+	return all
+}
+
+// Spread returns, for each message (sequence number) some connection
+// received, the latency of its first and of its last receipt: the first
+// is the server's path up to the start of the fan-out, last − first how
+// long the fan-out itself took.
+func (m *Meter) Spread() (first, last []time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.shards {
+		for seq := range s.first {
+			if s.first[seq] == 0 {
+				continue
+			}
+			for seq >= len(first) {
+				first, last = append(first, 0), append(last, 0)
+			}
+			if first[seq] == 0 || s.first[seq] < first[seq] {
+				first[seq] = s.first[seq]
+			}
+			last[seq] = max(last[seq], s.final[seq])
+		}
+	}
+	return first, last
 }
 
 // CloseErrors returns the first reasons connections ended for.
@@ -91,8 +135,15 @@ func (m *Meter) CloseErrors() []string {
 }
 
 type meterShard struct {
-	m   *Meter
-	lat []int64
+	m       *Meter
+	lat     []time.Duration
+	arr     []time.Duration // publish call → kernel receive time, when the loop stamps
+	sampled int             // lat[:sampled] went to Samples
+	// first and final are, per sequence number, the earliest and the
+	// latest latency this loop saw (0: none yet).
+	first, final []time.Duration
+	received     atomic.Int64
+	_            [64]byte // keeps the loops' counters off one cache line
 }
 
 var marker = []byte(Marker)
@@ -128,14 +179,32 @@ func (s *meterShard) OnText(c *Conn, p []byte, at time.Time) (reply []byte) {
 				m.last[id] = int32(seq)
 			}
 		}
-		d := at.UnixNano() - sent
+		d := time.Duration(at.UnixNano() - sent)
 		s.lat = append(s.lat, d)
-		m.received.Add(1)
-		if m.Sample != nil {
-			m.Sample(time.Duration(d))
+		if c.arrived != 0 {
+			s.arr = append(s.arr, time.Duration(c.arrived-sent))
+		}
+		s.received.Add(1)
+		if seq >= 0 && seq < 1<<24 {
+			for int(seq) >= len(s.first) {
+				s.first = append(s.first, 0)
+				s.final = append(s.final, 0)
+			}
+			if f := s.first[seq]; f == 0 || d < f {
+				s.first[seq] = d
+			}
+			s.final[seq] = max(s.final[seq], d)
 		}
 	}
 	return reply
+}
+
+// EndBatch hands the latencies of the loop's last batch to Samples.
+func (s *meterShard) EndBatch() {
+	if s.m.Samples != nil && s.sampled < len(s.lat) {
+		s.m.Samples(s.lat[s.sampled:])
+	}
+	s.sampled = len(s.lat)
 }
 
 func (s *meterShard) OnClose(c *Conn, err error) {

@@ -57,6 +57,10 @@ type Conn struct {
 	// partial holds the start of a frame that a read cut off.
 	partial []byte
 	closed  bool
+	// arrived is the kernel's receive time (unix ns) of the newest bytes
+	// the Loop is handing to its handler; 0 when the loop does not ask
+	// for receive timestamps.
+	arrived int64
 }
 
 const acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -228,4 +229,139 @@ func serverFrame(m string) []byte {
 		b := []byte{0x81, 127, 0, 0, 0, 0, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
 		return append(b, m...)
 	}
+}
+
+// stampRecorder keeps (arrival, read) pairs.
+type stampRecorder struct {
+	mu    sync.Mutex
+	pairs [][2]int64
+}
+
+func (r *stampRecorder) OnText(c *Conn, _ []byte, at time.Time) []byte {
+	r.mu.Lock()
+	r.pairs = append(r.pairs, [2]int64{c.arrived, at.UnixNano()})
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *stampRecorder) OnClose(*Conn, error) {}
+
+func (r *stampRecorder) stamped() (n int, bad []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.pairs {
+		if p[0] == 0 {
+			continue
+		}
+		n++
+		if p[0] > p[1] {
+			bad = append(bad, fmt.Sprintf("arrived %d after read %d", p[0], p[1]))
+		}
+	}
+	return n, bad
+}
+
+// TestLoopStampsArrival checks the kernel's receive time reaches the
+// handler and is never after the read. The kernel turns receive stamps on
+// a moment after the first socket asks (a deferred work item), so the
+// server keeps sending until some message carries one.
+func TestLoopStampsArrival(t *testing.T) {
+	added, done := make(chan struct{}), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		<-added
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if ws.WriteMessage(websocket.TextMessage, []byte("m")) != nil {
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+	defer close(done)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &stampRecorder{}
+	l, err := NewLoop(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l.Stamps = true
+	if err := l.Add(c); err != nil {
+		t.Fatal(err)
+	}
+	close(added)
+	for {
+		n, bad := rec.stamped()
+		if len(bad) > 0 {
+			t.Fatal(bad)
+		}
+		if n >= 3 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d stamped messages after 30 s", n)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// FuzzConsume feeds arbitrary server bytes to the frame parser, whole and
+// cut in two: it must not panic, and a stream it accepts whole it must
+// accept cut, with the same texts.
+func FuzzConsume(f *testing.F) {
+	f.Add(serverFrame("a"), 1)
+	f.Add(append(serverFrame(strings.Repeat("m", 300)), serverFrame("b")...), 3)
+	f.Add([]byte{0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0}, 4)
+	f.Add([]byte{0x89, 2, 'p', '1', 0x88, 2, 3, 232}, 5)
+	f.Add([]byte{0x81, 0x81, 1, 2, 3, 4, 'x'}, 2)
+	f.Fuzz(func(t *testing.T, stream []byte, cut int) {
+		parse := func(parts ...[]byte) ([]string, error) {
+			rec := &recorder{closed: make(chan error, 1)}
+			l := &Loop{h: rec}
+			c := &Conn{fd: -1}
+			var wbuf []byte
+			for _, p := range parts {
+				data := append(c.partial, p...)
+				c.partial = nil
+				if err := l.consume(c, data, time.Now(), &wbuf); err != nil {
+					return rec.texts, err
+				}
+			}
+			return rec.texts, nil
+		}
+		whole, err := parse(stream)
+		if err != nil || len(stream) == 0 {
+			return
+		}
+		cut = int(uint(cut) % uint(len(stream)))
+		split, err := parse(stream[:cut], stream[cut:])
+		if err != nil {
+			t.Fatalf("cut at %d: %v", cut, err)
+		}
+		if len(split) != len(whole) {
+			t.Fatalf("cut at %d: %d texts, whole %d", cut, len(split), len(whole))
+		}
+		for i := range whole {
+			if split[i] != whole[i] {
+				t.Fatalf("cut at %d: text %d differs", cut, i)
+			}
+		}
+	})
 }

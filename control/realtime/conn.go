@@ -20,8 +20,8 @@ type conn struct {
 	hub *Hub
 	ws  *websocket.Conn // read side only
 	// sock is the accepted connection itself (not fasthttp's hijack
-	// wrapper, which is recycled once the handler returns): writing or
-	// setting deadlines on it stays safe after it is closed.
+	// wrapper); the connection's goroutine closes it when serve returns.
+	// Writing or setting deadlines on it stays safe after it is closed.
 	sock  net.Conn
 	fd    int // the socket's descriptor for non-blocking writes; -1 without one (TLS)
 	shard int

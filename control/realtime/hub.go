@@ -387,7 +387,10 @@ func (h *Hub) pinger() {
 func (h *Hub) Handle(ctx *fasthttp.RequestCtx) { h.HandleFrom(ctx, ctx.RemoteIP().String()) }
 
 // HandleFrom upgrades GET /api/v1/ws for a client at address ip (the
-// caller resolves proxies). The access token may come as the
+// caller resolves proxies). The fasthttp.Server must set
+// KeepHijackedConns: the hub closes each socket itself once the client is
+// gone, and fasthttp releases the handshake's request context right after
+// the upgrade (without the option it would close the socket at that point). The access token may come as the
 // "access_token" query parameter, an Authorization: Bearer header, or later
 // in an "auth" message (which keeps it out of URLs and logs).
 func (h *Hub) HandleFrom(ctx *fasthttp.RequestCtx, ip string) {
@@ -433,10 +436,19 @@ func (h *Hub) HandleFrom(ctx *fasthttp.RequestCtx, ip string) {
 				code = websocket.CloseGoingAway
 			}
 			c.send(closeFrame(code, err.Error()))
+			c.close()
+			_ = sock.Close()
 			return
 		}
-		defer h.wg.Done()
-		c.serve()
+		// The connection lives on its own goroutine and this handler
+		// returns at once, so fasthttp releases the request context (about
+		// 2 KB with its header buffers) instead of holding it for the
+		// connection's whole life. The socket is then ours to close.
+		go func() {
+			defer h.wg.Done()
+			defer sock.Close() // after serve's close(): no writer uses c.fd any more
+			c.serve()
+		}()
 	})
 }
 

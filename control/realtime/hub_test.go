@@ -63,7 +63,7 @@ func startHubConf(t *testing.T, conf Config, bus engine.Bus) (*Hub, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &fasthttp.Server{Handler: h.Handle}
+	srv := &fasthttp.Server{Handler: h.Handle, KeepHijackedConns: true}
 	go srv.Serve(ln)
 	t.Cleanup(func() { h.Close(); srv.Shutdown(); ln.Close() })
 	return h, "ws://" + ln.Addr().String() + "/"

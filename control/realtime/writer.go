@@ -1,10 +1,11 @@
 package realtime
 
 import (
-	"errors"
 	"net"
+	"runtime"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // How room messages reach sockets. A message is framed once; the topic's
@@ -31,6 +32,12 @@ const maxCoalesce = 64
 // writeTimeout bounds a drainer's blocking write to a slow client.
 const writeTimeout = 10 * time.Second
 
+// yieldEvery is how many sockets a writer writes before it lets other
+// goroutines run. A room's fan-out keeps every writer busy for tens of
+// milliseconds; without a yield the HTTP handlers and the relay that bring
+// the next message wait for the runtime's 10 ms preemption at each hop.
+const yieldEvery = 128
+
 // writer writes the jobs of one shard in order. When messages queue up
 // faster than the shard is written (a burst, or a loaded machine), the
 // queued frames for the same listeners are merged and each socket gets them
@@ -39,6 +46,7 @@ const writeTimeout = 10 * time.Second
 func (h *Hub) writer(jobs <-chan job) {
 	defer h.wg.Done()
 	batch := make([]job, 0, maxCoalesce)
+	sent := 0
 	for {
 		select {
 		case <-h.ctx.Done():
@@ -75,6 +83,9 @@ func (h *Hub) writer(jobs <-chan job) {
 			}
 			for _, c := range batch[i].conns {
 				c.send(f)
+				if sent++; sent%yieldEvery == 0 {
+					runtime.Gosched()
+				}
 			}
 			i = k
 		}
@@ -107,17 +118,23 @@ func (c *conn) send(f []byte) {
 	}
 	if c.fd >= 0 {
 		// The socket is non-blocking (Go's poller set it so). c.fd stays
-		// this socket's while closed is false: the handler, after which
-		// fasthttp closes the socket, returns only after close().
-		n, err := syscall.Write(c.fd, f)
-		if err == nil && n == len(f) {
+		// this socket's while closed is false: the connection's goroutine
+		// closes the socket only after close(). A raw
+		// system call: a non-blocking write never parks the thread, so the
+		// runtime's syscall bookkeeping (paid per delivery) buys nothing.
+		r, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(c.fd), uintptr(unsafe.Pointer(unsafe.SliceData(f))), uintptr(len(f)))
+		n := int(r)
+		if errno == 0 && n == len(f) {
 			return
 		}
-		if err != nil && !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, syscall.EINTR) {
+		if errno != 0 && errno != syscall.EAGAIN && errno != syscall.EINTR {
 			c.closeLocked()
 			return
 		}
-		f = f[max(n, 0):]
+		if errno != 0 {
+			n = 0
+		}
+		f = f[n:]
 	}
 	c.pending = append(c.pending, f)
 	c.draining = true
@@ -163,8 +180,7 @@ func (c *conn) close() {
 
 // closeLocked marks the connection closed and wakes its reader (and a
 // drainer blocked in a write) with expired deadlines. Ending the reader
-// unregisters the conn and returns from the handler, after which fasthttp
-// closes the socket.
+// unregisters the conn, after which its goroutine closes the socket.
 func (c *conn) closeLocked() {
 	if c.closed {
 		return
