@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -563,23 +562,15 @@ publishing:
 	r.Note("deliveries %d of %d: loss %.4f%%, duplicates %d, reordered %d, connections closed %d %v",
 		got, want, 100*float64(want-got)/float64(max(want, 1)), c.meter.Duplicates.Load(), c.meter.Reordered.Load(), c.meter.Closed.Load(), c.meter.CloseErrors())
 	if lat := c.meter.Latencies(); len(lat) > 0 {
-		q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))]) / 1e6 }
+		q := func(p float64) float64 { return wsload.QuantileMS(lat, p) }
 		r.Note("delivery latency (publish call → receipt) p50 %.1f ms, p99 %.1f ms, max %.1f ms", q(0.5), q(0.99), q(1))
 	}
 	if arr := c.meter.Arrivals(); len(arr) > 0 {
-		q := func(p float64) float64 { return float64(arr[int(p*float64(len(arr)-1))]) / 1e6 }
+		q := func(p float64) float64 { return wsload.QuantileMS(arr, p) }
 		r.Note("publish call → arrival in the client's socket (kernel receive stamp; %d deliveries stamped) p50 %.1f ms, p99 %.1f ms, max %.1f ms", len(arr), q(0.5), q(0.99), q(1))
 	}
-	if first, last := c.meter.Spread(); len(first) > 0 {
-		var fs, spread []time.Duration
-		for i := range first {
-			if first[i] != 0 {
-				fs, spread = append(fs, first[i]), append(spread, last[i]-first[i])
-			}
-		}
-		slices.Sort(fs)
-		slices.Sort(spread)
-		q := func(d []time.Duration, p float64) float64 { return float64(d[int(p*float64(len(d)-1))]) / 1e6 }
+	if fs, spread := c.meter.FanoutSpread(); len(fs) > 0 {
+		q := wsload.QuantileMS
 		r.Note("per message: first receipt p50 %.1f ms, p99 %.1f ms (publish call → fan-out starts); last − first receipt p50 %.1f ms, p99 %.1f ms (the fan-out)",
 			q(fs, .5), q(fs, .99), q(spread, .5), q(spread, .99))
 	}

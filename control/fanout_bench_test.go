@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -256,22 +255,13 @@ func runFanout(b *testing.B, clients, perSecond int, dur time.Duration) {
 	b.ReportMetric(loss*100, "loss_%")
 	b.ReportMetric(perConnKB, "server_rss_KB/conn")
 	b.ReportMetric(float64(len(all))/cpuSec, "deliveries/server_cpu_s")
-	first, last := meter.Spread()
-	var fs, spread []time.Duration
-	for i := range first {
-		if first[i] != 0 {
-			fs, spread = append(fs, first[i]), append(spread, last[i]-first[i])
-		}
-	}
-	slices.Sort(fs)
-	slices.Sort(spread)
-	if len(fs) > 0 {
-		q := func(d []time.Duration, p float64) float64 { return float64(d[int(p*float64(len(d)-1))]) / 1e6 }
+	if fs, spread := meter.FanoutSpread(); len(fs) > 0 {
+		q := wsload.QuantileMS
 		b.Logf("per message: first receipt p50 %.1f ms p99 %.1f ms (publish call → fan-out starts); last − first p50 %.1f ms p99 %.1f ms (the fan-out)",
 			q(fs, .5), q(fs, .99), q(spread, .5), q(spread, .99))
 	}
 	if arr := meter.Arrivals(); len(arr) > 0 {
-		q := func(p float64) float64 { return float64(arr[int(p*float64(len(arr)-1))]) / 1e6 }
+		q := func(p float64) float64 { return wsload.QuantileMS(arr, p) }
 		b.Logf("publish call → arrival in the client's socket (kernel receive stamp, %d of the deliveries): p50 %.1f ms p99 %.1f ms max %.1f ms",
 			len(arr), q(.5), q(.99), q(1))
 	}

@@ -24,26 +24,7 @@ func TestLateRenditionAligned(t *testing.T) {
 	conf := testConfig()
 	conf.SegmentDuration = 2 * time.Second
 	ts := newTestServer(t, conf)
-	m, err := enginetest.ReadTS(enginetest.Clip(t, enginetest.ClipSpec{Width: 640, Height: 360, FPS: 30, Seconds: 9, GOP: 30, Audio: true, Bitrate: "400k"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := ts.eng.Authorize(context.Background(), engine.PublishRequest{Key: "al", Protocol: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(src.Close)
-	rend, err := ts.eng.PublishRendition("al", "low")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(rend.Close)
-	if _, err := src.Start(m.Tracks); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := rend.Start(m.Tracks); err != nil {
-		t.Fatal(err)
-	}
+	m, src, rend := publishWithRendition(t, ts, "al", 30)
 	// Write at once (the clip fits the readers' queues), the rendition from
 	// the keyframe at 3 s: inside the source's segment [2 s, 4 s).
 	start := time.Now()
@@ -117,26 +98,7 @@ func describe(s *playlist.MediaSegment, start time.Time) string {
 func TestAudioFollowsVideoCuts(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t, testConfig())
-	m, err := enginetest.ReadTS(enginetest.Clip(t, enginetest.ClipSpec{Width: 640, Height: 360, FPS: 30, Seconds: 9, GOP: 60, Audio: true, Bitrate: "400k"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := ts.eng.Authorize(context.Background(), engine.PublishRequest{Key: "av", Protocol: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(src.Close)
-	rend, err := ts.eng.PublishRendition("av", "low")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(rend.Close)
-	if _, err := src.Start(m.Tracks); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := rend.Start(m.Tracks); err != nil {
-		t.Fatal(err)
-	}
+	m, src, rend := publishWithRendition(t, ts, "av", 60)
 	// Arrival order: units sorted by DTS plus a per-track skew.
 	order := func(audioSkew time.Duration) []*engine.Unit {
 		out := slices.Clone(m.Units)
@@ -203,4 +165,32 @@ func TestAudioFollowsVideoCuts(t *testing.T) {
 	if compared < 2 {
 		t.Fatalf("compared %d segments (source %v, low %v)", compared, sa, la)
 	}
+}
+
+// publishWithRendition starts stream key and its rendition "low" in ts's
+// engine, both with the tracks of a 9 s 640x360 clip with audio and a GOP
+// of gop frames, as the transcoder would; the caller writes the units.
+func publishWithRendition(t *testing.T, ts *testServer, key string, gop int) (*enginetest.Media, *engine.Publisher, *engine.Publisher) {
+	t.Helper()
+	m, err := enginetest.ReadTS(enginetest.Clip(t, enginetest.ClipSpec{Width: 640, Height: 360, FPS: 30, Seconds: 9, GOP: gop, Audio: true, Bitrate: "400k"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := ts.eng.Authorize(context.Background(), engine.PublishRequest{Key: key, Protocol: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(src.Close)
+	rend, err := ts.eng.PublishRendition(key, "low")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rend.Close)
+	if _, err := src.Start(m.Tracks); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rend.Start(m.Tracks); err != nil {
+		t.Fatal(err)
+	}
+	return m, src, rend
 }

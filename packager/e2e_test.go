@@ -2,14 +2,12 @@ package packager
 
 import (
 	"bytes"
-	"log/slog"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/liveengine/liveengine/engine/enginetest"
-	"github.com/liveengine/liveengine/ingest/rtmp"
 )
 
 // TestFromFFmpeg is the whole path with real peers: the ffmpeg CLI
@@ -19,21 +17,12 @@ import (
 func TestFromFFmpeg(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t, testConfig())
-	conf := rtmp.DefaultConfig()
-	conf.Addr = "127.0.0.1:0"
-	srv, err := rtmp.New(conf, ts.eng, slog.New(slog.NewTextHandler(testLogWriter{t}, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
+	addr := startRTMP(t, ts)
 
 	clip := enginetest.Clip(t, clip720)
 	launched := time.Now()
 	ff := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", clip,
-		"-c", "copy", "-f", "flv", "rtmp://"+srv.Addr().String()+"/live/e2e")
+		"-c", "copy", "-f", "flv", "rtmp://"+addr+"/live/e2e")
 	var ffErr bytes.Buffer
 	ff.Stderr = &ffErr
 	if err := ff.Start(); err != nil {

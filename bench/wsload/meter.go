@@ -103,13 +103,14 @@ func (m *Meter) Arrivals() []time.Duration {
 	return all
 }
 
-// Spread returns, for each message (sequence number) some connection
-// received, the latency of its first and of its last receipt: the first
-// is the server's path up to the start of the fan-out, last − first how
-// long the fan-out itself took.
-func (m *Meter) Spread() (first, last []time.Duration) {
+// FanoutSpread describes how each message (sequence number) some
+// connection received was fanned out: starts holds the latency of its
+// first receipt (the server's path up to the start of the fan-out),
+// spreads its last receipt minus its first (the fan-out itself), both
+// sorted, one entry per message.
+func (m *Meter) FanoutSpread() (starts, spreads []time.Duration) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	var first, last []time.Duration
 	for _, s := range m.shards {
 		for seq := range s.first {
 			if s.first[seq] == 0 {
@@ -124,7 +125,24 @@ func (m *Meter) Spread() (first, last []time.Duration) {
 			last[seq] = max(last[seq], s.final[seq])
 		}
 	}
-	return first, last
+	m.mu.Unlock()
+	for i := range first {
+		if first[i] != 0 {
+			starts, spreads = append(starts, first[i]), append(spreads, last[i]-first[i])
+		}
+	}
+	slices.Sort(starts)
+	slices.Sort(spreads)
+	return starts, spreads
+}
+
+// QuantileMS is the p-quantile (0..1) of sorted durations, in
+// milliseconds; 0 when there are none.
+func QuantileMS(sorted []time.Duration, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return float64(sorted[int(p*float64(len(sorted)-1))]) / 1e6
 }
 
 // CloseErrors returns the first reasons connections ended for.
