@@ -128,9 +128,26 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 	}
 	bal := make(map[AccountID]int64, len(accts))
 	sort.Slice(accts, func(i, k int) bool { return accts[i].(string) < accts[k].(string) })
-	acctParts := chunks(accts, chunkRows)
-	if pg && len(accts) > 0 {
-		acctParts = [][]any{{columns(accts, 1)[0]}}
+	// On SQLite the writer knows the balances it committed itself (see
+	// balanceCache); only the others are read.
+	cache, err := l.balanceCache(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	toRead := accts
+	if cache != nil {
+		toRead = make([]any, 0, len(accts))
+		for _, a := range accts {
+			if b, ok := cache[AccountID(a.(string))]; ok {
+				bal[AccountID(a.(string))] = b
+			} else {
+				toRead = append(toRead, a)
+			}
+		}
+	}
+	acctParts := chunks(toRead, chunkRows)
+	if pg && len(toRead) > 0 {
+		acctParts = [][]any{{columns(toRead, 1)[0]}}
 	}
 	for _, part := range acctParts {
 		// Sorted ids and ORDER BY keep the PostgreSQL lock order fixed
@@ -307,7 +324,62 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 	for _, a := range accts {
 		l.known.Store(AccountID(a.(string)), struct{}{})
 	}
+	if cache != nil {
+		if len(cache)+len(accts) > maxCachedBalances {
+			clear(cache)
+		}
+		for _, a := range accts {
+			cache[AccountID(a.(string))] = bal[AccountID(a.(string))]
+		}
+	}
 	return out, nil
+}
+
+// maxCachedBalances bounds the writer's balance cache (~100 bytes each).
+const maxCachedBalances = 1 << 20
+
+// balanceCache returns the balances the SQLite group-commit writer holds in
+// memory, or nil for PostgreSQL and naive mode (whose transfers read every
+// balance inside their transaction, PostgreSQL with FOR UPDATE).
+//
+// Why a cached balance is as good as one read inside the transaction: on
+// SQLite the writer alone changes ledger_accounts, every batch runs inside
+// BEGIN IMMEDIATE (the database's single write lock), and the cache holds
+// exactly what the writer's own committed transactions wrote (it is updated
+// after COMMIT only). It is called inside the transaction, after the lock
+// is taken: if PRAGMA data_version says another connection committed
+// anything since the writer's previous transaction (a second process on
+// the same file, say), the cache is dropped and every balance read again.
+// The batch then checks each debit against these balances and writes the
+// new balances in the same transaction, and the table's CHECK constraint
+// (balance >= 0) still stands behind it: no balance can go below zero
+// without the whole batch rolling back.
+func (l *Ledger) balanceCache(ctx context.Context, c *sql.Conn) (map[AccountID]int64, error) {
+	if l.db.Dialect != sqldb.SQLite || c != l.conn || l.conn == nil {
+		return nil, nil
+	}
+	rows, err := l.query(ctx, c, "PRAGMA data_version")
+	if err != nil {
+		return nil, fmt.Errorf("data version: %w", err)
+	}
+	var v int64
+	if rows.Next() {
+		err = rows.Scan(&v)
+	}
+	if cerr := rows.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("data version: %w", err)
+	}
+	if l.balances == nil || v != l.balancesVersion {
+		if l.balances != nil {
+			l.balanceDrops.Add(1)
+		}
+		l.balances = make(map[AccountID]int64)
+		l.balancesVersion = v
+	}
+	return l.balances, nil
 }
 
 // runEffects applies a transfer's guarded statements inside a savepoint, so

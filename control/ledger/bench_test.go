@@ -27,7 +27,9 @@ import (
 //
 // LEDGER_BENCH_CLIENT=process runs the HTTP clients in a child process, so
 // the server's CPU per gift is measured alone; LEDGER_BENCH_CLIENTS=16,64,256
-// picks the client counts.
+// picks the client counts. The clients are a raw HTTP/1.1 client on one
+// epoll loop (runRawGiftClients); LEDGER_BENCH_HTTP=fasthttp uses
+// fasthttp.HostClient instead (the figures before 2026-11-26 02:00).
 //
 // Reported: gifts/s, p50-ms, p99-ms, failed (non-201 answers).
 func BenchmarkGifts(b *testing.B) {
@@ -97,7 +99,11 @@ func benchGifts(b *testing.B, dialect string, naive bool, clients int) {
 	if separate {
 		res = runGiftClientProcess(b, s.addr, b.N, clients, senders)
 	} else {
-		res = runGiftClients(s.addr, b.N, clients, senders, b.Logf)
+		var err error
+		res, err = loadGifts(s.addr, b.N, clients, senders, b.Logf)
+		if err != nil {
+			b.Fatal(err)
+		}
 	}
 	elapsed := time.Since(start)
 	if res.Elapsed > 0 {
@@ -124,6 +130,7 @@ func benchGifts(b *testing.B, dialect string, naive bool, clients int) {
 		b.ReportMetric(float64(st.Transfers)/float64(st.Batches), "gifts/batch")
 		b.ReportMetric(float64(st.ApplyTime.Microseconds())/float64(st.Batches)/1000, "tx-ms")
 		b.ReportMetric(float64(st.CommitTime.Microseconds())/float64(st.Batches)/1000, "commit-ms")
+		b.ReportMetric(float64(st.CacheDrops), "cache-drops")
 		if st.Syncs > 0 {
 			b.ReportMetric(float64(st.SyncTime.Microseconds())/float64(st.Syncs)/1000, "fsync-ms")
 		}
@@ -191,6 +198,23 @@ type giftLoad struct {
 	p50, p99  float64
 	failed    int64
 	clientCPU time.Duration
+}
+
+// loadGifts runs the gift load with the client $LEDGER_BENCH_HTTP picks:
+// the raw epoll client by default, "fasthttp" for fasthttp.HostClient.
+func loadGifts(addr string, n, clients, senders int, logf func(string, ...any)) (giftLoad, error) {
+	if os.Getenv("LEDGER_BENCH_HTTP") == "fasthttp" {
+		return runGiftClients(addr, n, clients, senders, logf), nil
+	}
+	var pause time.Duration
+	if v := os.Getenv("LEDGER_BENCH_PAUSE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return giftLoad{}, fmt.Errorf("LEDGER_BENCH_PAUSE: %w", err)
+		}
+		pause = d
+	}
+	return runRawGiftClients(addr, n, clients, senders, pause, logf)
 }
 
 // runGiftClients sends n gifts over clients connections, each answered
@@ -275,7 +299,11 @@ func giftClientMain() int {
 	}
 	cpu0 := cpuTime()
 	t0 := time.Now()
-	r := runGiftClients(os.Getenv("LEDGER_HELPER_ADDR"), n, conns, senders, func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) })
+	r, err := loadGifts(os.Getenv("LEDGER_HELPER_ADDR"), n, conns, senders, func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) })
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gift-client:", err)
+		return 1
+	}
 	r.P50Ms, r.P99Ms, r.Failed, r.ClientCPU, r.Elapsed = r.p50, r.p99, r.failed, cpuTime()-cpu0, time.Since(t0)
 	if err := json.NewEncoder(os.Stdout).Encode(r); err != nil {
 		return 1
@@ -294,7 +322,7 @@ func cpuTime() time.Duration {
 // synchronous=NORMAL and no fsync, 1000 senders; ns/op is per gift. The
 // least noisy guide to the writer's cost per gift on a shared machine.
 func BenchmarkApply(b *testing.B) {
-	for _, size := range []int{1, 45, 64} {
+	for _, size := range []int{1, 45, 64, 128, 256} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
 			db := openDB(b, "sqlite")
 			conf := DefaultConfig()
@@ -309,7 +337,12 @@ func BenchmarkApply(b *testing.B) {
 				b.Fatal(err)
 			}
 			l.conn = c
+			// Checkpoints off the writer's path, as Start sets them up.
+			if err := l.startCheckpointer(ctx); err != nil {
+				b.Fatal(err)
+			}
 			b.Cleanup(func() {
+				l.ckpt.close()
 				for _, st := range l.stmts {
 					st.Close()
 				}
@@ -337,6 +370,7 @@ func BenchmarkApply(b *testing.B) {
 						Fingerprint: "0123456789abcdef0123456789abcdef", Meta: `{"gift_id":"rose","quantity":1}`, Respond: respond,
 						Legs: []Leg{{From: u, To: Earnings("star"), Amount: 7}, {From: u, To: Platform, Amount: 3}}}})
 				}
+				l.writerTail()
 				out, err := l.apply(ctx, c, jobs)
 				if err != nil {
 					b.Fatal(err)

@@ -108,6 +108,9 @@ type Stats struct {
 	// Syncs and SyncTime count the WAL fsyncs of pipelined mode.
 	Syncs    int64
 	SyncTime time.Duration
+	// CacheDrops counts how often the SQLite writer dropped its balance
+	// cache because another connection had committed (see balanceCache).
+	CacheDrops int64
 }
 
 // Ledger is the coin ledger with its single group-committing writer.
@@ -129,6 +132,8 @@ type Ledger struct {
 	syncQ    chan syncItem
 	flush    func() error
 	syncConn *sql.Conn
+	// ckpt checkpoints the WAL off the writer's path (SQLite).
+	ckpt *checkpointer
 
 	// stmts are the writer connection's prepared statements (writer
 	// goroutine only).
@@ -138,6 +143,12 @@ type Ledger struct {
 	scratch struct {
 		args []any
 	}
+	// balances are the committed balances of accounts the SQLite writer
+	// touched, valid while PRAGMA data_version stays balancesVersion
+	// (writer goroutine only; see balanceCache).
+	balances        map[AccountID]int64
+	balancesVersion int64
+	balanceDrops    atomic.Int64
 
 	transfers, rejected, replayed, batches, maxBatch, fallbacks atomic.Int64
 	commitNanos, applyNanos, syncNanos, syncs                   atomic.Int64
@@ -181,12 +192,28 @@ func (l *Ledger) Start() error {
 		return err
 	}
 	l.conn = c
+	if l.db.Dialect == sqldb.SQLite {
+		var mode string
+		if err := c.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+			c.Close()
+			return fmt.Errorf("ledger: journal mode: %w", err)
+		}
+		if mode == "wal" {
+			if err := l.startCheckpointer(ctx); err != nil {
+				c.Close()
+				return err
+			}
+		}
+	}
 	if l.conf.Synchronous == SyncPipelined {
 		start := l.startSyncer
 		if l.db.Dialect == sqldb.Postgres {
 			start = l.startPGSyncer
 		}
 		if err := start(ctx); err != nil {
+			if l.ckpt != nil {
+				l.ckpt.close()
+			}
 			c.Close()
 			return err
 		}
@@ -236,6 +263,9 @@ func (l *Ledger) Close() {
 	close(l.queue)
 	l.mu.Unlock()
 	l.wg.Wait()
+	if l.ckpt != nil {
+		l.ckpt.close()
+	}
 	for _, st := range l.stmts {
 		st.Close()
 	}
@@ -256,6 +286,7 @@ func (l *Ledger) Stats() Stats {
 		Batches: l.batches.Load(), MaxBatch: l.maxBatch.Load(), Fallbacks: l.fallbacks.Load(),
 		CommitTime: time.Duration(l.commitNanos.Load()), ApplyTime: time.Duration(l.applyNanos.Load()),
 		Syncs: l.syncs.Load(), SyncTime: time.Duration(l.syncNanos.Load()),
+		CacheDrops: l.balanceDrops.Load(),
 	}
 }
 
@@ -395,6 +426,7 @@ func (l *Ledger) run() {
 			}
 			linger.Stop()
 		}
+		l.writerTail()
 		l.process(batch)
 	}
 }
