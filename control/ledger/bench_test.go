@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/liveengine/liveengine/control/auth"
 	"github.com/valyala/fasthttp"
 )
 
@@ -71,8 +72,22 @@ func benchGifts(b *testing.B, dialect string, naive bool, clients int) {
 		}
 		conf.Linger = d
 	}
-	s := startServer(b, db, conf, nil)
-	s.addGift("rose", 10)
+	var authn Authenticator = bearerAuth{}
+	if benchJWT() {
+		authn = jwtAuth{benchTokens()}
+	}
+	s := startServerAuth(b, db, conf, nil, authn)
+	if benchJWT() {
+		admin, _, err := benchTokens().Issue("root", RoleAdmin, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st, body := s.do("POST", "/api/v1/gifts", "", "", map[string]any{"id": "rose", "name": "rose", "price": 10, "tier": 1}, "Authorization", "Bearer "+admin); st != 201 {
+			b.Fatalf("add gift: %d %s", st, body)
+		}
+	} else {
+		s.addGift("rose", 10)
+	}
 	s.streams.set("live", "star", true)
 	const senders = 1000
 	var wg sync.WaitGroup
@@ -200,11 +215,42 @@ type giftLoad struct {
 	clientCPU time.Duration
 }
 
+// benchJWT is LEDGER_BENCH_AUTH=jwt: the server verifies a real HS256
+// access token (control/auth) on every request instead of the "Bearer USER"
+// stub.
+func benchJWT() bool { return os.Getenv("LEDGER_BENCH_AUTH") == "jwt" }
+
+// senderAuth returns the Authorization header value of each sender.
+func senderAuth(senders int) ([]string, error) {
+	out := make([]string, senders)
+	var tokens *auth.Tokens
+	if benchJWT() {
+		tokens = benchTokens()
+	}
+	for i := range out {
+		user := "u" + strconv.Itoa(i)
+		if tokens == nil {
+			out[i] = "Bearer " + user
+			continue
+		}
+		tok, _, err := tokens.Issue(user, "user", "")
+		if err != nil {
+			return nil, err
+		}
+		out[i] = "Bearer " + tok
+	}
+	return out, nil
+}
+
 // loadGifts runs the gift load with the client $LEDGER_BENCH_HTTP picks:
 // the raw epoll client by default, "fasthttp" for fasthttp.HostClient.
 func loadGifts(addr string, n, clients, senders int, logf func(string, ...any)) (giftLoad, error) {
+	authz, err := senderAuth(senders)
+	if err != nil {
+		return giftLoad{}, err
+	}
 	if os.Getenv("LEDGER_BENCH_HTTP") == "fasthttp" {
-		return runGiftClients(addr, n, clients, senders, logf), nil
+		return runGiftClients(addr, n, clients, authz, logf), nil
 	}
 	var pause time.Duration
 	if v := os.Getenv("LEDGER_BENCH_PAUSE"); v != "" {
@@ -214,12 +260,12 @@ func loadGifts(addr string, n, clients, senders int, logf func(string, ...any)) 
 		}
 		pause = d
 	}
-	return runRawGiftClients(addr, n, clients, senders, pause, logf)
+	return runRawGiftClients(addr, n, clients, authz, pause, logf)
 }
 
 // runGiftClients sends n gifts over clients connections, each answered
 // before the connection sends its next: sender i%senders, key g<i>.
-func runGiftClients(addr string, n, clients, senders int, logf func(string, ...any)) giftLoad {
+func runGiftClients(addr string, n, clients int, authz []string, logf func(string, ...any)) giftLoad {
 	client := &fasthttp.HostClient{Addr: addr, MaxConns: clients, ReadTimeout: 60 * time.Second, WriteTimeout: 60 * time.Second, MaxConnWaitTimeout: 60 * time.Second}
 	var next, failed atomic.Int64
 	lat := make([][]time.Duration, clients)
@@ -234,15 +280,14 @@ func runGiftClients(addr string, n, clients, senders int, logf func(string, ...a
 			req.Header.SetMethod("POST")
 			req.SetRequestURI("http://" + addr + "/api/v1/streams/live/gifts")
 			mine := make([]time.Duration, 0, n/clients+1)
-			var auth, key []byte
+			var key []byte
 			for {
 				i := next.Add(1)
 				if i > int64(n) {
 					break
 				}
-				auth = strconv.AppendInt(append(auth[:0], "Bearer u"...), i%int64(senders), 10)
 				key = strconv.AppendInt(append(key[:0], 'g'), i, 10)
-				req.Header.SetBytesV("Authorization", auth)
+				req.Header.Set("Authorization", authz[i%int64(len(authz))])
 				req.Header.SetBytesV(HeaderIdempotencyKey, key)
 				req.SetBody(body)
 				t0 := time.Now()
@@ -359,9 +404,6 @@ func BenchmarkApply(b *testing.B) {
 			}
 			body := []byte(`{"transfer_id":"tr_019abc0123456789abcdef012345","stream_id":"live","streamer_id":"star","gift_id":"rose","quantity":1,"coins":10,"balance":1099511627766,"created_at":"2026-11-25T23:40:00.123456Z"}`)
 			respond := func(Receipt) (int, []byte) { return 201, body }
-			if os.Getenv("LEDGER_EXP_NOBODY") != "" {
-				respond = func(Receipt) (int, []byte) { return 201, nil }
-			}
 			jobs := make([]*job, 0, size)
 			b.ResetTimer()
 			cpu0 := cpuTime()
@@ -388,5 +430,22 @@ func BenchmarkApply(b *testing.B) {
 			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 			mustInvariants(b, db)
 		})
+	}
+}
+
+// BenchmarkAccessTokenVerify is the per-request cost of the control plane's
+// HS256 access-token check (control/auth), which BenchmarkGifts pays with
+// LEDGER_BENCH_AUTH=jwt.
+func BenchmarkAccessTokenVerify(b *testing.B) {
+	tokens := benchTokens()
+	tok, _, err := tokens.Issue("u123", "user", "sess-0123456789")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := tokens.Verify(tok); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -28,7 +28,7 @@ import (
 // reader (on one shared box that wake-up was ~20 µs of the server's CPU per
 // gift; across a network it would be the client machine's). A latency
 // measured includes up to pause of that rest.
-func runRawGiftClients(addr string, n, clients, senders int, pause time.Duration, logf func(string, ...any)) (giftLoad, error) {
+func runRawGiftClients(addr string, n, clients int, authz []string, pause time.Duration, logf func(string, ...any)) (giftLoad, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
@@ -59,7 +59,7 @@ func runRawGiftClients(addr string, n, clients, senders int, pause time.Duration
 			return giftLoad{}, fmt.Errorf("epoll add: %w", err)
 		}
 	}
-	head := []byte("POST /api/v1/streams/live/gifts HTTP/1.1\r\nHost: " + addr + "\r\nContent-Type: application/json\r\nContent-Length: 18\r\nAuthorization: Bearer u")
+	head := []byte("POST /api/v1/streams/live/gifts HTTP/1.1\r\nHost: " + addr + "\r\nContent-Type: application/json\r\nContent-Length: 18\r\nAuthorization: ")
 	const body = "\r\n\r\n{\"gift_id\":\"rose\"}"
 	var next, failed int64
 	lat := make([]time.Duration, 0, n)
@@ -67,7 +67,7 @@ func runRawGiftClients(addr string, n, clients, senders int, pause time.Duration
 	send := func(c *rawConn) error {
 		next++
 		c.i = next
-		wbuf = strconv.AppendInt(append(wbuf[:0], head...), next%int64(senders), 10)
+		wbuf = append(append(wbuf[:0], head...), authz[next%int64(len(authz))]...)
 		wbuf = strconv.AppendInt(append(wbuf, "\r\nIdempotency-Key: g"...), next, 10)
 		wbuf = append(wbuf, body...)
 		c.t0 = time.Now()
@@ -219,7 +219,11 @@ func TestRawGiftClient(t *testing.T) {
 	for i := 0; i < senders; i++ {
 		s.topup(fmt.Sprint("u", i), 1000)
 	}
-	res, err := runRawGiftClients(s.addr, 300, 7, senders, 0, t.Logf)
+	authz, err := senderAuth(senders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := runRawGiftClients(s.addr, 300, 7, authz, 0, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +235,7 @@ func TestRawGiftClient(t *testing.T) {
 	}
 	// Out of coins now (5 senders x 1000 coins = 500 gifts of 10, 300 spent
 	// + 300 more asked): the client counts the 402 answers as failures.
-	res, err = runRawGiftClients(s.addr, 600, 3, senders, 100*time.Microsecond, t.Logf)
+	res, err = runRawGiftClients(s.addr, 600, 3, authz, 100*time.Microsecond, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
