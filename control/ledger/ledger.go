@@ -111,6 +111,9 @@ type Stats struct {
 	// CacheDrops counts how often the SQLite writer dropped its balance
 	// cache because another connection had committed (see balanceCache).
 	CacheDrops int64
+	// KeyRetries counts batches applied twice because they met an
+	// idempotency key committed before (see lookupKeys).
+	KeyRetries int64
 }
 
 // Ledger is the coin ledger with its single group-committing writer.
@@ -149,6 +152,10 @@ type Ledger struct {
 	balances        map[AccountID]int64
 	balancesVersion int64
 	balanceDrops    atomic.Int64
+	// lookupBatches counts down the batches that look their keys up
+	// before applying (writer goroutine only; see lookupKeys).
+	lookupBatches int
+	keyRetries    atomic.Int64
 
 	transfers, rejected, replayed, batches, maxBatch, fallbacks atomic.Int64
 	commitNanos, applyNanos, syncNanos, syncs                   atomic.Int64
@@ -286,7 +293,7 @@ func (l *Ledger) Stats() Stats {
 		Batches: l.batches.Load(), MaxBatch: l.maxBatch.Load(), Fallbacks: l.fallbacks.Load(),
 		CommitTime: time.Duration(l.commitNanos.Load()), ApplyTime: time.Duration(l.applyNanos.Load()),
 		Syncs: l.syncs.Load(), SyncTime: time.Duration(l.syncNanos.Load()),
-		CacheDrops: l.balanceDrops.Load(),
+		CacheDrops: l.balanceDrops.Load(), KeyRetries: l.keyRetries.Load(),
 	}
 }
 
@@ -439,7 +446,17 @@ func quietGap(linger time.Duration) time.Duration {
 
 func (l *Ledger) process(batch []*job) {
 	ctx := context.Background()
+	if l.lookupBatches > 0 {
+		l.lookupBatches--
+	}
 	out, err := l.apply(ctx, l.conn, batch)
+	if errors.Is(err, errKeyUsed) {
+		// A key was used before (a replay): nothing was committed; look
+		// the keys up, this batch and the next ones.
+		l.keyRetries.Add(1)
+		l.lookupBatches = lookupAfterReplay
+		out, err = l.apply(ctx, l.conn, batch)
+	}
 	if err == nil {
 		l.batches.Add(1)
 		if n := int64(len(batch)); n > l.maxBatch.Load() {
