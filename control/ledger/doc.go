@@ -45,6 +45,11 @@
 // PostgreSQL synchronous_commit=on); "normal" (SQLite only) survives a
 // process crash but may lose the last answered commits on power loss.
 //
+// The SQLite writer does not look every idempotency key up before applying
+// a batch: the unique index on the key finds a replay at insert time (or a
+// SELECT of the keys of the transfers the batch rejected does), and the
+// batch is then rolled back and applied again with the lookup (lookupKeys).
+//
 // On SQLite the writer never checkpoints the WAL itself: a checkpointer
 // goroutine on its own connection does, and the writer only copies the
 // tail a concurrent checkpoint missed, between batches (checkpoint.go).
