@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"slices"
@@ -154,6 +155,49 @@ func benchGifts(b *testing.B, dialect string, naive bool, clients int) {
 		b.Fatalf("streamer earnings %d, want %d", got, want)
 	}
 	mustInvariants(b, db)
+}
+
+// BenchmarkGiftsHTTPFloor is BenchmarkGifts' HTTP alone: the same clients
+// and fasthttp server, a handler that answers every request with a canned
+// 201 gift receipt at once. Its CPU per request is what HTTP over loopback
+// costs this machine before any ledger work (run with
+// LEDGER_BENCH_CLIENT=process to see server and client apart).
+func BenchmarkGiftsHTTPFloor(b *testing.B) {
+	for _, clients := range benchClients() {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			body := []byte(`{"transfer_id":"tr_019abc0123456789abcdef012345","stream_id":"live","streamer_id":"star","gift_id":"rose","quantity":1,"coins":10,"balance":1099511627766,"created_at":"2026-11-25T23:40:00.123456Z"}`)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			srv := &fasthttp.Server{Concurrency: 4096, Handler: func(ctx *fasthttp.RequestCtx) { writeRaw(ctx, fasthttp.StatusCreated, body) }}
+			go srv.Serve(ln)
+			b.Cleanup(func() { srv.Shutdown() })
+			addr := ln.Addr().String()
+			b.ResetTimer()
+			cpu0 := cpuTime()
+			start := time.Now()
+			var res giftLoad
+			if os.Getenv("LEDGER_BENCH_CLIENT") == "process" {
+				res = runGiftClientProcess(b, addr, b.N, clients, 1000)
+			} else if res, err = loadGifts(addr, b.N, clients, 1000, b.Logf); err != nil {
+				b.Fatal(err)
+			}
+			elapsed := time.Since(start)
+			if res.Elapsed > 0 {
+				elapsed = res.Elapsed
+			}
+			cpu := cpuTime() - cpu0
+			b.StopTimer()
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/req")
+			if res.clientCPU > 0 {
+				b.ReportMetric(float64(res.clientCPU.Microseconds())/float64(b.N), "client-cpu-us/req")
+			}
+			b.ReportMetric(float64(int64(b.N)-res.failed)/elapsed.Seconds(), "req/s")
+			b.ReportMetric(res.p99, "p99-ms")
+			b.ReportMetric(float64(res.failed), "failed")
+		})
+	}
 }
 
 // BenchmarkLedgerTransfer measures the ledger alone (no HTTP): 64 goroutines
