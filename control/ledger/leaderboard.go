@@ -76,10 +76,10 @@ func (g GiftRecord) increments(yield func(key, member string, score int64)) {
 	bk := bucketsOf(g.At)
 	for _, p := range bk {
 		if g.Sender != "" && g.Coins > 0 {
+			// A gift without a stream counts on the all-streams board
+			// only (it used to count there twice).
 			if g.StreamID != "" {
 				yield("stream:"+g.StreamID+":"+p, g.Sender, g.Coins)
-			} else {
-				yield("gifters:"+p, g.Sender, g.Coins) // as Board.Key
 			}
 			yield("gifters:"+p, g.Sender, g.Coins)
 		}

@@ -162,6 +162,15 @@ func TestMemoryLeaderboardMatchesIncrements(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A gift without a stream counts once.
+	m2 := NewMemoryLeaderboard()
+	at := time.Date(2026, 1, 3, 12, 0, 0, 0, time.UTC)
+	if err := m2.Add(context.Background(), []GiftRecord{{Sender: "v", Coins: 5, At: at}}); err != nil {
+		t.Fatal(err)
+	}
+	if top, _ := m2.Top(context.Background(), Board{Period: PeriodAll, At: at}, 1); len(top) != 1 || top[0].Coins != 5 {
+		t.Fatalf("gift without a stream: %+v, want 5 coins once", top)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for key, w := range want {
