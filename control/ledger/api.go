@@ -227,20 +227,28 @@ func matchPath(pattern, path []string) (params, bool) {
 	if len(pattern) != len(path) {
 		return nil, false
 	}
-	var p params
+	// Match first, allocate the parameters after: most routes tried for a
+	// request fail on a literal after a parameter.
+	n := 0
 	for i, seg := range pattern {
 		if strings.HasPrefix(seg, "{") {
 			if path[i] == "" {
 				return nil, false
 			}
-			if p == nil {
-				p = params{}
-			}
-			p[seg[1:len(seg)-1]] = path[i]
+			n++
 			continue
 		}
 		if seg != path[i] {
 			return nil, false
+		}
+	}
+	if n == 0 {
+		return nil, true
+	}
+	p := make(params, n)
+	for i, seg := range pattern {
+		if strings.HasPrefix(seg, "{") {
+			p[seg[1:len(seg)-1]] = path[i]
 		}
 	}
 	return p, true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/liveengine/liveengine/control/auth"
 	"github.com/valyala/fasthttp"
 )
 
@@ -27,7 +29,9 @@ import (
 //
 // LEDGER_BENCH_CLIENT=process runs the HTTP clients in a child process, so
 // the server's CPU per gift is measured alone; LEDGER_BENCH_CLIENTS=16,64,256
-// picks the client counts.
+// picks the client counts. The clients are a raw HTTP/1.1 client on one
+// epoll loop (runRawGiftClients); LEDGER_BENCH_HTTP=fasthttp uses
+// fasthttp.HostClient instead (the figures before 2026-11-26 02:00).
 //
 // Reported: gifts/s, p50-ms, p99-ms, failed (non-201 answers).
 func BenchmarkGifts(b *testing.B) {
@@ -69,8 +73,22 @@ func benchGifts(b *testing.B, dialect string, naive bool, clients int) {
 		}
 		conf.Linger = d
 	}
-	s := startServer(b, db, conf, nil)
-	s.addGift("rose", 10)
+	var authn Authenticator = bearerAuth{}
+	if benchJWT() {
+		authn = jwtAuth{benchTokens()}
+	}
+	s := startServerAuth(b, db, conf, nil, authn)
+	if benchJWT() {
+		admin, _, err := benchTokens().Issue("root", RoleAdmin, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st, body := s.do("POST", "/api/v1/gifts", "", "", map[string]any{"id": "rose", "name": "rose", "price": 10, "tier": 1}, "Authorization", "Bearer "+admin); st != 201 {
+			b.Fatalf("add gift: %d %s", st, body)
+		}
+	} else {
+		s.addGift("rose", 10)
+	}
 	s.streams.set("live", "star", true)
 	const senders = 1000
 	var wg sync.WaitGroup
@@ -97,7 +115,11 @@ func benchGifts(b *testing.B, dialect string, naive bool, clients int) {
 	if separate {
 		res = runGiftClientProcess(b, s.addr, b.N, clients, senders)
 	} else {
-		res = runGiftClients(s.addr, b.N, clients, senders, b.Logf)
+		var err error
+		res, err = loadGifts(s.addr, b.N, clients, senders, b.Logf)
+		if err != nil {
+			b.Fatal(err)
+		}
 	}
 	elapsed := time.Since(start)
 	if res.Elapsed > 0 {
@@ -124,6 +146,7 @@ func benchGifts(b *testing.B, dialect string, naive bool, clients int) {
 		b.ReportMetric(float64(st.Transfers)/float64(st.Batches), "gifts/batch")
 		b.ReportMetric(float64(st.ApplyTime.Microseconds())/float64(st.Batches)/1000, "tx-ms")
 		b.ReportMetric(float64(st.CommitTime.Microseconds())/float64(st.Batches)/1000, "commit-ms")
+		b.ReportMetric(float64(st.CacheDrops), "cache-drops")
 		if st.Syncs > 0 {
 			b.ReportMetric(float64(st.SyncTime.Microseconds())/float64(st.Syncs)/1000, "fsync-ms")
 		}
@@ -132,6 +155,49 @@ func benchGifts(b *testing.B, dialect string, naive bool, clients int) {
 		b.Fatalf("streamer earnings %d, want %d", got, want)
 	}
 	mustInvariants(b, db)
+}
+
+// BenchmarkGiftsHTTPFloor is BenchmarkGifts' HTTP alone: the same clients
+// and fasthttp server, a handler that answers every request with a canned
+// 201 gift receipt at once. Its CPU per request is what HTTP over loopback
+// costs this machine before any ledger work (run with
+// LEDGER_BENCH_CLIENT=process to see server and client apart).
+func BenchmarkGiftsHTTPFloor(b *testing.B) {
+	for _, clients := range benchClients() {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			body := []byte(`{"transfer_id":"tr_019abc0123456789abcdef012345","stream_id":"live","streamer_id":"star","gift_id":"rose","quantity":1,"coins":10,"balance":1099511627766,"created_at":"2026-11-25T23:40:00.123456Z"}`)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			srv := &fasthttp.Server{Concurrency: 4096, Handler: func(ctx *fasthttp.RequestCtx) { writeRaw(ctx, fasthttp.StatusCreated, body) }}
+			go srv.Serve(ln)
+			b.Cleanup(func() { srv.Shutdown() })
+			addr := ln.Addr().String()
+			b.ResetTimer()
+			cpu0 := cpuTime()
+			start := time.Now()
+			var res giftLoad
+			if os.Getenv("LEDGER_BENCH_CLIENT") == "process" {
+				res = runGiftClientProcess(b, addr, b.N, clients, 1000)
+			} else if res, err = loadGifts(addr, b.N, clients, 1000, b.Logf); err != nil {
+				b.Fatal(err)
+			}
+			elapsed := time.Since(start)
+			if res.Elapsed > 0 {
+				elapsed = res.Elapsed
+			}
+			cpu := cpuTime() - cpu0
+			b.StopTimer()
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/req")
+			if res.clientCPU > 0 {
+				b.ReportMetric(float64(res.clientCPU.Microseconds())/float64(b.N), "client-cpu-us/req")
+			}
+			b.ReportMetric(float64(int64(b.N)-res.failed)/elapsed.Seconds(), "req/s")
+			b.ReportMetric(res.p99, "p99-ms")
+			b.ReportMetric(float64(res.failed), "failed")
+		})
+	}
 }
 
 // BenchmarkLedgerTransfer measures the ledger alone (no HTTP): 64 goroutines
@@ -193,9 +259,57 @@ type giftLoad struct {
 	clientCPU time.Duration
 }
 
+// benchJWT is LEDGER_BENCH_AUTH=jwt: the server verifies a real HS256
+// access token (control/auth) on every request instead of the "Bearer USER"
+// stub.
+func benchJWT() bool { return os.Getenv("LEDGER_BENCH_AUTH") == "jwt" }
+
+// senderAuth returns the Authorization header value of each sender.
+func senderAuth(senders int) ([]string, error) {
+	out := make([]string, senders)
+	var tokens *auth.Tokens
+	if benchJWT() {
+		tokens = benchTokens()
+	}
+	for i := range out {
+		user := "u" + strconv.Itoa(i)
+		if tokens == nil {
+			out[i] = "Bearer " + user
+			continue
+		}
+		tok, _, err := tokens.Issue(user, "user", "")
+		if err != nil {
+			return nil, err
+		}
+		out[i] = "Bearer " + tok
+	}
+	return out, nil
+}
+
+// loadGifts runs the gift load with the client $LEDGER_BENCH_HTTP picks:
+// the raw epoll client by default, "fasthttp" for fasthttp.HostClient.
+func loadGifts(addr string, n, clients, senders int, logf func(string, ...any)) (giftLoad, error) {
+	authz, err := senderAuth(senders)
+	if err != nil {
+		return giftLoad{}, err
+	}
+	if os.Getenv("LEDGER_BENCH_HTTP") == "fasthttp" {
+		return runGiftClients(addr, n, clients, authz, logf), nil
+	}
+	var pause time.Duration
+	if v := os.Getenv("LEDGER_BENCH_PAUSE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return giftLoad{}, fmt.Errorf("LEDGER_BENCH_PAUSE: %w", err)
+		}
+		pause = d
+	}
+	return runRawGiftClients(addr, n, clients, authz, pause, logf)
+}
+
 // runGiftClients sends n gifts over clients connections, each answered
 // before the connection sends its next: sender i%senders, key g<i>.
-func runGiftClients(addr string, n, clients, senders int, logf func(string, ...any)) giftLoad {
+func runGiftClients(addr string, n, clients int, authz []string, logf func(string, ...any)) giftLoad {
 	client := &fasthttp.HostClient{Addr: addr, MaxConns: clients, ReadTimeout: 60 * time.Second, WriteTimeout: 60 * time.Second, MaxConnWaitTimeout: 60 * time.Second}
 	var next, failed atomic.Int64
 	lat := make([][]time.Duration, clients)
@@ -210,15 +324,14 @@ func runGiftClients(addr string, n, clients, senders int, logf func(string, ...a
 			req.Header.SetMethod("POST")
 			req.SetRequestURI("http://" + addr + "/api/v1/streams/live/gifts")
 			mine := make([]time.Duration, 0, n/clients+1)
-			var auth, key []byte
+			var key []byte
 			for {
 				i := next.Add(1)
 				if i > int64(n) {
 					break
 				}
-				auth = strconv.AppendInt(append(auth[:0], "Bearer u"...), i%int64(senders), 10)
 				key = strconv.AppendInt(append(key[:0], 'g'), i, 10)
-				req.Header.SetBytesV("Authorization", auth)
+				req.Header.Set("Authorization", authz[i%int64(len(authz))])
 				req.Header.SetBytesV(HeaderIdempotencyKey, key)
 				req.SetBody(body)
 				t0 := time.Now()
@@ -275,7 +388,11 @@ func giftClientMain() int {
 	}
 	cpu0 := cpuTime()
 	t0 := time.Now()
-	r := runGiftClients(os.Getenv("LEDGER_HELPER_ADDR"), n, conns, senders, func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) })
+	r, err := loadGifts(os.Getenv("LEDGER_HELPER_ADDR"), n, conns, senders, func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) })
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gift-client:", err)
+		return 1
+	}
 	r.P50Ms, r.P99Ms, r.Failed, r.ClientCPU, r.Elapsed = r.p50, r.p99, r.failed, cpuTime()-cpu0, time.Since(t0)
 	if err := json.NewEncoder(os.Stdout).Encode(r); err != nil {
 		return 1
@@ -294,7 +411,7 @@ func cpuTime() time.Duration {
 // synchronous=NORMAL and no fsync, 1000 senders; ns/op is per gift. The
 // least noisy guide to the writer's cost per gift on a shared machine.
 func BenchmarkApply(b *testing.B) {
-	for _, size := range []int{1, 45, 64} {
+	for _, size := range []int{1, 45, 64, 128, 256} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
 			db := openDB(b, "sqlite")
 			conf := DefaultConfig()
@@ -309,7 +426,12 @@ func BenchmarkApply(b *testing.B) {
 				b.Fatal(err)
 			}
 			l.conn = c
+			// Checkpoints off the writer's path, as Start sets them up.
+			if err := l.startCheckpointer(ctx); err != nil {
+				b.Fatal(err)
+			}
 			b.Cleanup(func() {
+				l.ckpt.close()
 				for _, st := range l.stmts {
 					st.Close()
 				}
@@ -337,6 +459,7 @@ func BenchmarkApply(b *testing.B) {
 						Fingerprint: "0123456789abcdef0123456789abcdef", Meta: `{"gift_id":"rose","quantity":1}`, Respond: respond,
 						Legs: []Leg{{From: u, To: Earnings("star"), Amount: 7}, {From: u, To: Platform, Amount: 3}}}})
 				}
+				l.writerTail()
 				out, err := l.apply(ctx, c, jobs)
 				if err != nil {
 					b.Fatal(err)
@@ -351,5 +474,22 @@ func BenchmarkApply(b *testing.B) {
 			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 			mustInvariants(b, db)
 		})
+	}
+}
+
+// BenchmarkAccessTokenVerify is the per-request cost of the control plane's
+// HS256 access-token check (control/auth), which BenchmarkGifts pays with
+// LEDGER_BENCH_AUTH=jwt.
+func BenchmarkAccessTokenVerify(b *testing.B) {
+	tokens := benchTokens()
+	tok, _, err := tokens.Issue("u123", "user", "sess-0123456789")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := tokens.Verify(tok); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -21,7 +21,11 @@
 // writer takes everything queued (up to Config.MaxBatch), opens ONE database
 // transaction, reads the balances of the touched accounts inside it (SQLite
 // BEGIN IMMEDIATE holds the write lock; PostgreSQL SELECT ... FOR UPDATE
-// locks the rows, so several control nodes stay correct), applies the
+// locks the rows, so several control nodes stay correct; on SQLite the
+// writer, the only one that changes balances, keeps the balances it
+// committed in memory and reads only the others, and drops them whenever
+// PRAGMA data_version, read inside the transaction, shows another
+// connection committed: see balanceCache), applies the
 // transfers in order in memory, rejecting individually any that would take a
 // balance below zero or reuse a key with a different request, inserts the
 // transfers and their entries with multi-row INSERTs, writes each changed
@@ -40,6 +44,15 @@
 // database sync inside every COMMIT instead (SQLite synchronous=FULL,
 // PostgreSQL synchronous_commit=on); "normal" (SQLite only) survives a
 // process crash but may lose the last answered commits on power loss.
+//
+// The SQLite writer does not look every idempotency key up before applying
+// a batch: the unique index on the key finds a replay at insert time (or a
+// SELECT of the keys of the transfers the batch rejected does), and the
+// batch is then rolled back and applied again with the lookup (lookupKeys).
+//
+// On SQLite the writer never checkpoints the WAL itself: a checkpointer
+// goroutine on its own connection does, and the writer only copies the
+// tail a concurrent checkpoint missed, between batches (checkpoint.go).
 //
 // A batch whose SQL fails as a whole (for example a unique violation raced
 // by another node) is rolled back and its transfers are retried one per

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/liveengine/liveengine/control/auth"
 	"github.com/liveengine/liveengine/control/sqldb"
 	"github.com/valyala/fasthttp"
 )
@@ -102,13 +103,46 @@ type server struct {
 
 func startServer(t testing.TB, db *sqldb.DB, conf Config, lb Leaderboard) *server {
 	t.Helper()
+	return startServerAuth(t, db, conf, lb, bearerAuth{})
+}
+
+// jwtAuth is the control plane's check (control.Server.AuthenticateRequest):
+// an HS256 access token from control/auth, verified on every request.
+type jwtAuth struct{ tokens *auth.Tokens }
+
+func (j jwtAuth) Authenticate(ctx *fasthttp.RequestCtx) (string, string, error) {
+	tok, ok := strings.CutPrefix(string(ctx.Request.Header.Peek("Authorization")), "Bearer ")
+	if !ok || tok == "" {
+		return "", "", errors.New("no token")
+	}
+	c, err := j.tokens.Verify(tok)
+	if err != nil {
+		return "", "", err
+	}
+	return c.Subject, c.Role, nil
+}
+
+// benchJWTSecret signs the benchmark's access tokens (server and client
+// process share it).
+var benchJWTSecret = []byte("ledger-bench-jwt-secret-0123456789abcdef")
+
+func benchTokens() *auth.Tokens {
+	t, err := auth.NewTokens(benchJWTSecret, time.Hour)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+func startServerAuth(t testing.TB, db *sqldb.DB, conf Config, lb Leaderboard, authn Authenticator) *server {
+	t.Helper()
 	l := newLedger(t, db, conf)
 	s := &server{t: t, db: db, l: l, streams: newStreamTable(), rooms: &roomLog{}}
 	aconf := DefaultAPIConfig()
 	aconf.PayPal = ProviderConfig{Enabled: true}
 	aconf.PayPal.Secret = "paypal-test-secret-0123456789"
 	aconf.PayPal.ReplayWindow = 5 * time.Minute
-	api, err := NewAPI(l, APIDeps{Auth: bearerAuth{}, Streams: s.streams, Rooms: s.rooms, Leaderboard: lb, Config: aconf, Log: testLog()})
+	api, err := NewAPI(l, APIDeps{Auth: authn, Streams: s.streams, Rooms: s.rooms, Leaderboard: lb, Config: aconf, Log: testLog()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,10 +76,10 @@ func (g GiftRecord) increments(yield func(key, member string, score int64)) {
 	bk := bucketsOf(g.At)
 	for _, p := range bk {
 		if g.Sender != "" && g.Coins > 0 {
+			// A gift without a stream counts on the all-streams board
+			// only (it used to count there twice).
 			if g.StreamID != "" {
 				yield("stream:"+g.StreamID+":"+p, g.Sender, g.Coins)
-			} else {
-				yield("gifters:"+p, g.Sender, g.Coins) // as Board.Key
 			}
 			yield("gifters:"+p, g.Sender, g.Coins)
 		}
@@ -137,6 +137,19 @@ type Leaderboard interface {
 type MemoryLeaderboard struct {
 	mu     sync.Mutex
 	boards map[string]map[string]int64
+	// day holds the boards of the day, week and all time of the latest
+	// gifts, so that counting a gift looks its boards up without building
+	// nine key strings (4.5 µs per gift in BenchmarkGifts' profile).
+	day *dayBoards
+}
+
+// dayBoards are the boards one day's gifts increment, by bucket (day,
+// week, all time).
+type dayBoards struct {
+	buckets   [3]string
+	gifters   [3]map[string]int64
+	streamers [3]map[string]int64
+	streams   map[string]*[3]map[string]int64
 }
 
 var _ Leaderboard = (*MemoryLeaderboard)(nil)
@@ -151,16 +164,50 @@ func (m *MemoryLeaderboard) Add(_ context.Context, gifts []GiftRecord) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, g := range gifts {
-		g.increments(func(key, member string, score int64) {
-			b := m.boards[key]
-			if b == nil {
-				b = make(map[string]int64)
-				m.boards[key] = b
+		if g.StreamID == "" {
+			g.increments(func(key, member string, score int64) { m.board(key)[member] += score })
+			continue
+		}
+		// The boards g.increments names, looked up once per day and stream.
+		bk := bucketsOf(g.At)
+		d := m.day
+		if d == nil || d.buckets != bk {
+			d = &dayBoards{buckets: bk, streams: make(map[string]*[3]map[string]int64)}
+			for i, p := range bk {
+				d.gifters[i] = m.board("gifters:" + p)
+				d.streamers[i] = m.board("streamers:" + p)
 			}
-			b[member] += score
-		})
+			m.day = d
+		}
+		sb := d.streams[g.StreamID]
+		if sb == nil {
+			sb = new([3]map[string]int64)
+			for i, p := range bk {
+				sb[i] = m.board("stream:" + g.StreamID + ":" + p)
+			}
+			d.streams[g.StreamID] = sb
+		}
+		for i := range bk {
+			if g.Sender != "" && g.Coins > 0 {
+				sb[i][g.Sender] += g.Coins
+				d.gifters[i][g.Sender] += g.Coins
+			}
+			if g.Streamer != "" && g.Earned > 0 {
+				d.streamers[i][g.Streamer] += g.Earned
+			}
+		}
 	}
 	return nil
+}
+
+// board returns the board stored under key, made empty if missing.
+func (m *MemoryLeaderboard) board(key string) map[string]int64 {
+	b := m.boards[key]
+	if b == nil {
+		b = make(map[string]int64)
+		m.boards[key] = b
+	}
+	return b
 }
 
 // Top implements Leaderboard.
@@ -183,6 +230,7 @@ func (m *MemoryLeaderboard) Top(_ context.Context, b Board, n int) ([]Standing, 
 func (m *MemoryLeaderboard) Reset(context.Context) error {
 	m.mu.Lock()
 	m.boards = make(map[string]map[string]int64)
+	m.day = nil
 	m.mu.Unlock()
 	return nil
 }

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 	"time"
@@ -122,6 +123,67 @@ func TestIncrementKeysMatchBoards(t *testing.T) {
 		for k := range want {
 			if !got[k] {
 				t.Fatalf("%v: missing %s in %v", at, k, got)
+			}
+		}
+	}
+}
+
+// TestMemoryLeaderboardMatchesIncrements: the in-process board's shortcut
+// counts exactly what GiftRecord.increments names (the Redis board's keys),
+// across days, weeks, streams, a Reset and records without a stream.
+func TestMemoryLeaderboardMatchesIncrements(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	base := time.Date(2026, 1, 3, 22, 0, 0, 0, time.UTC)
+	m := NewMemoryLeaderboard()
+	want := map[string]map[string]int64{}
+	for round := 0; round < 3; round++ {
+		if round == 2 {
+			if err := m.Reset(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			want = map[string]map[string]int64{}
+		}
+		var recs []GiftRecord
+		for i := 0; i < 500; i++ {
+			g := GiftRecord{Sender: fmt.Sprint("v", rng.IntN(7)), StreamID: []string{"s1", "s2", ""}[rng.IntN(3)],
+				Coins: int64(rng.IntN(50)), At: base.Add(time.Duration(rng.IntN(72)) * time.Hour)}
+			if rng.IntN(2) == 0 {
+				g.Streamer, g.Earned = fmt.Sprint("st", rng.IntN(3)), int64(rng.IntN(30))
+			}
+			recs = append(recs, g)
+			g.increments(func(key, member string, score int64) {
+				if want[key] == nil {
+					want[key] = map[string]int64{}
+				}
+				want[key][member] += score
+			})
+		}
+		if err := m.Add(context.Background(), recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A gift without a stream counts once.
+	m2 := NewMemoryLeaderboard()
+	at := time.Date(2026, 1, 3, 12, 0, 0, 0, time.UTC)
+	if err := m2.Add(context.Background(), []GiftRecord{{Sender: "v", Coins: 5, At: at}}); err != nil {
+		t.Fatal(err)
+	}
+	if top, _ := m2.Top(context.Background(), Board{Period: PeriodAll, At: at}, 1); len(top) != 1 || top[0].Coins != 5 {
+		t.Fatalf("gift without a stream: %+v, want 5 coins once", top)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for key, w := range want {
+		for member, score := range w {
+			if got := m.boards[key][member]; got != score {
+				t.Fatalf("%s %s: %d, want %d", key, member, got, score)
+			}
+		}
+	}
+	for key, b := range m.boards {
+		for member, score := range b {
+			if score != want[key][member] {
+				t.Fatalf("extra %s %s: %d", key, member, score)
 			}
 		}
 	}

@@ -108,6 +108,12 @@ type Stats struct {
 	// Syncs and SyncTime count the WAL fsyncs of pipelined mode.
 	Syncs    int64
 	SyncTime time.Duration
+	// CacheDrops counts how often the SQLite writer dropped its balance
+	// cache because another connection had committed (see balanceCache).
+	CacheDrops int64
+	// KeyRetries counts batches applied twice because they met an
+	// idempotency key committed before (see lookupKeys).
+	KeyRetries int64
 }
 
 // Ledger is the coin ledger with its single group-committing writer.
@@ -129,6 +135,8 @@ type Ledger struct {
 	syncQ    chan syncItem
 	flush    func() error
 	syncConn *sql.Conn
+	// ckpt checkpoints the WAL off the writer's path (SQLite).
+	ckpt *checkpointer
 
 	// stmts are the writer connection's prepared statements (writer
 	// goroutine only).
@@ -138,6 +146,16 @@ type Ledger struct {
 	scratch struct {
 		args []any
 	}
+	// balances are the committed balances of accounts the SQLite writer
+	// touched, valid while PRAGMA data_version stays balancesVersion
+	// (writer goroutine only; see balanceCache).
+	balances        map[AccountID]int64
+	balancesVersion int64
+	balanceDrops    atomic.Int64
+	// lookupBatches counts down the batches that look their keys up
+	// before applying (writer goroutine only; see lookupKeys).
+	lookupBatches int
+	keyRetries    atomic.Int64
 
 	transfers, rejected, replayed, batches, maxBatch, fallbacks atomic.Int64
 	commitNanos, applyNanos, syncNanos, syncs                   atomic.Int64
@@ -181,12 +199,28 @@ func (l *Ledger) Start() error {
 		return err
 	}
 	l.conn = c
+	if l.db.Dialect == sqldb.SQLite {
+		var mode string
+		if err := c.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+			c.Close()
+			return fmt.Errorf("ledger: journal mode: %w", err)
+		}
+		if mode == "wal" {
+			if err := l.startCheckpointer(ctx); err != nil {
+				c.Close()
+				return err
+			}
+		}
+	}
 	if l.conf.Synchronous == SyncPipelined {
 		start := l.startSyncer
 		if l.db.Dialect == sqldb.Postgres {
 			start = l.startPGSyncer
 		}
 		if err := start(ctx); err != nil {
+			if l.ckpt != nil {
+				l.ckpt.close()
+			}
 			c.Close()
 			return err
 		}
@@ -236,6 +270,9 @@ func (l *Ledger) Close() {
 	close(l.queue)
 	l.mu.Unlock()
 	l.wg.Wait()
+	if l.ckpt != nil {
+		l.ckpt.close()
+	}
 	for _, st := range l.stmts {
 		st.Close()
 	}
@@ -256,6 +293,7 @@ func (l *Ledger) Stats() Stats {
 		Batches: l.batches.Load(), MaxBatch: l.maxBatch.Load(), Fallbacks: l.fallbacks.Load(),
 		CommitTime: time.Duration(l.commitNanos.Load()), ApplyTime: time.Duration(l.applyNanos.Load()),
 		Syncs: l.syncs.Load(), SyncTime: time.Duration(l.syncNanos.Load()),
+		CacheDrops: l.balanceDrops.Load(), KeyRetries: l.keyRetries.Load(),
 	}
 }
 
@@ -395,6 +433,7 @@ func (l *Ledger) run() {
 			}
 			linger.Stop()
 		}
+		l.writerTail()
 		l.process(batch)
 	}
 }
@@ -407,7 +446,17 @@ func quietGap(linger time.Duration) time.Duration {
 
 func (l *Ledger) process(batch []*job) {
 	ctx := context.Background()
+	if l.lookupBatches > 0 {
+		l.lookupBatches--
+	}
 	out, err := l.apply(ctx, l.conn, batch)
+	if errors.Is(err, errKeyUsed) {
+		// A key was used before (a replay): nothing was committed; look
+		// the keys up, this batch and the next ones.
+		l.keyRetries.Add(1)
+		l.lookupBatches = lookupAfterReplay
+		out, err = l.apply(ctx, l.conn, batch)
+	}
 	if err == nil {
 		l.batches.Add(1)
 		if n := int64(len(batch)); n > l.maxBatch.Load() {

@@ -143,3 +143,78 @@ func TestFormatID(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayWithoutLookup: the SQLite writer applies a batch without
+// looking its keys up; a replayed key found by the insert, or among the
+// transfers it rejected, makes it apply the batch again with the lookup, so
+// replays still get their first receipt and the others are decided on the
+// true balances.
+func TestReplayWithoutLookup(t *testing.T) {
+	db := openDB(t, "sqlite")
+	conf := DefaultConfig()
+	conf.Synchronous = SyncNormal // answers straight from process
+	l, err := New(db, conf, testLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c, err := l.writerConn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.conn = c
+	t.Cleanup(func() {
+		for _, st := range l.stmts {
+			st.Close()
+		}
+		c.Close()
+	})
+	run := func(reqs ...TransferRequest) []outcome {
+		t.Helper()
+		var jobs []*job
+		for i := range reqs {
+			jobs = append(jobs, &job{ctx: ctx, req: &reqs[i], done: make(chan outcome, 1)})
+		}
+		l.process(jobs)
+		out := make([]outcome, len(jobs))
+		for i, j := range jobs {
+			out[i] = <-j.done
+		}
+		return out
+	}
+	gift := func(key string, coins int64) TransferRequest {
+		return TransferRequest{IdempotencyKey: key, Kind: TransferGift, Fingerprint: fmt.Sprint(coins),
+			Legs: []Leg{{From: Wallet("alice"), To: Earnings("bob"), Amount: coins}}}
+	}
+	run(TransferRequest{IdempotencyKey: "top", Legs: []Leg{{From: Clearing("x"), To: Wallet("alice"), Amount: 100}}})
+	first := run(gift("g1", 30))[0]
+	if first.err != nil || l.lookupKeys(c) {
+		t.Fatalf("g1: %v, lookup %v", first.err, l.lookupKeys(c))
+	}
+	// g1 is a replay the insert finds; applied as new it would have left
+	// 40 coins and rejected g2.
+	out := run(gift("g1", 30), gift("g2", 50), gift("g3", 30))
+	if out[0].err != nil || !out[0].r.Replayed || out[0].r.TransferID != first.r.TransferID {
+		t.Fatalf("g1 replay: %+v", out[0])
+	}
+	if out[1].err != nil || !errors.Is(out[2].err, ErrInsufficientFunds) {
+		t.Fatalf("g2, g3: %v, %v", out[1].err, out[2].err)
+	}
+	if s := l.Stats(); s.KeyRetries != 1 || !l.lookupKeys(c) {
+		t.Fatalf("%d retries, lookup %v", s.KeyRetries, l.lookupKeys(c))
+	}
+	// g2 replayed when alice (20 coins) could no longer pay it: rejected
+	// without the lookup, then found among the rejected keys.
+	l.lookupBatches = 0
+	out = run(gift("g2", 50))
+	if out[0].err != nil || !out[0].r.Replayed {
+		t.Fatalf("g2 replay: %+v", out[0])
+	}
+	if s := l.Stats(); s.KeyRetries != 2 {
+		t.Fatalf("%d retries, want 2", s.KeyRetries)
+	}
+	if b := mustBalance(t, l, Wallet("alice")); b != 20 {
+		t.Fatalf("alice %d, want 20", b)
+	}
+	mustInvariants(t, db)
+}

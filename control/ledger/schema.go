@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/liveengine/liveengine/control/sqldb"
@@ -33,6 +34,13 @@ var schema = []string{
 		resp_body TEXT NOT NULL DEFAULT '',
 		created_at BIGINT NOT NULL
 	)` + withoutRowID,
+	// On SQLite the entries are a rowid table: a new entry appends to the
+	// rowid B-tree with an integer key, and the credit index carries an
+	// 8-byte rowid instead of (transfer_id, seq). The writer spent 13% less
+	// CPU per gift than with the (transfer_id, seq) primary key WITHOUT
+	// ROWID (BenchmarkApply, batches of 45: 57-61 µs vs 67-70). Nothing
+	// looks an entry up by (transfer_id, seq). Databases created before
+	// keep their WITHOUT ROWID table (same columns, same queries).
 	`CREATE TABLE IF NOT EXISTS ledger_entries (
 		transfer_id TEXT NOT NULL,
 		seq INTEGER NOT NULL,
@@ -42,9 +50,9 @@ var schema = []string{
 		kind TEXT NOT NULL,
 		actor TEXT NOT NULL DEFAULT '',
 		stream_id TEXT NOT NULL DEFAULT '',
-		created_at BIGINT NOT NULL,
-		PRIMARY KEY (transfer_id, seq)
-	)` + withoutRowID,
+		created_at BIGINT NOT NULL` + postgresPart(`,
+		PRIMARY KEY (transfer_id, seq)`) + `
+	)`,
 	`CREATE INDEX IF NOT EXISTS ledger_entries_credit ON ledger_entries (credit, created_at)`,
 	// The debit side of an account's history (GET /wallet/transactions), on
 	// PostgreSQL only: every gift debits a different wallet, so on SQLite
@@ -108,6 +116,11 @@ const withoutRowID = " /*without-rowid*/"
 // postgresOnly marks statements Migrate skips on SQLite.
 const postgresOnly = " /*postgres-only*/"
 
+// postgresPart marks a part of a statement Migrate drops on SQLite.
+func postgresPart(s string) string { return "/*pg{*/" + s + "/*}pg*/" }
+
+var postgresParts = regexp.MustCompile(`(?s)/\*pg\{\*/.*?/\*\}pg\*/`)
+
 // Migrate creates the ledger's tables (all prefixed ledger_) when missing.
 // It is idempotent and safe to run at every start.
 func Migrate(ctx context.Context, db *sqldb.DB) error {
@@ -117,6 +130,11 @@ func Migrate(ctx context.Context, db *sqldb.DB) error {
 				continue
 			}
 			q = strings.TrimSuffix(q, postgresOnly)
+		}
+		if db.Dialect == sqldb.SQLite {
+			q = postgresParts.ReplaceAllString(q, "")
+		} else {
+			q = strings.NewReplacer("/*pg{*/", "", "/*}pg*/", "").Replace(q)
 		}
 		if db.Dialect == sqldb.SQLite {
 			// Text-keyed tables stored in their primary key's B-tree: one
