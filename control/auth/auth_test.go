@@ -75,3 +75,47 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// TestVerifiedCache: a token verified once is answered from memory, but
+// still expires, and the cache stays bounded; forged tokens never enter.
+func TestVerifiedCache(t *testing.T) {
+	tk, err := NewTokens(secret, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _, err := tk.Issue("u1", "viewer", "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if c, err := tk.Verify(s); err != nil || c.Subject != "u1" {
+			t.Fatalf("verify: %v %+v", err, c)
+		}
+	}
+	if _, ok := tk.seen.get(s); !ok {
+		t.Fatal("a verified token was not remembered")
+	}
+	if _, err := tk.Verify(s[:len(s)-2] + "xx"); !errors.Is(err, ErrTokenInvalid) {
+		t.Fatalf("tampered token after a cached one: %v", err)
+	}
+	if _, ok := tk.seen.get(s[:len(s)-2] + "xx"); ok {
+		t.Fatal("a forged token entered the cache")
+	}
+
+	// The remembered claims expire like the token.
+	c, _ := tk.seen.get(s)
+	c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-leeway - time.Second))
+	tk.seen.put(s, c)
+	if _, err := tk.Verify(s); !errors.Is(err, ErrTokenExpired) {
+		t.Fatalf("expired cached token: %v", err)
+	}
+
+	for i := range 40 * verifiedPerShard {
+		tk.seen.put(strings.Repeat("t", 8)+string(rune('a'+i%26))+time.Duration(i).String(), c)
+	}
+	for i := range tk.seen.shards {
+		if n := len(tk.seen.shards[i].m); n > verifiedPerShard {
+			t.Fatalf("shard %d holds %d tokens, bound %d", i, n, verifiedPerShard)
+		}
+	}
+}
