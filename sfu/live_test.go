@@ -204,14 +204,23 @@ func TestWebPages(t *testing.T) {
 	}
 }
 
-func TestWHEPABRSwitchesDown(t *testing.T) {
+// abrViewer publishes group "abr": a 640x360 3 Mbit/s source and the
+// rendition abr/low from lowSpec (its video bitrate declared as declared
+// bit/s when not 0, as the transcoder does), and plays /whep/abr with the
+// congestion controller starting at initial bit/s.
+func abrViewer(t *testing.T, lowSpec enginetest.ClipSpec, declared, initial int) (*viewer, *h264Receiver) {
 	eng := enginetest.NewEngine(t)
 	src := enginetest.Clip(t, enginetest.ClipSpec{Width: 640, Height: 360, FPS: 25, Seconds: 2, GOP: 25, Bitrate: "3000k"})
-	low := enginetest.Clip(t, enginetest.ClipSpec{Width: 320, Height: 180, FPS: 25, Seconds: 2, GOP: 25, Bitrate: "100k"})
+	low := enginetest.Clip(t, lowSpec)
 	enginetest.Publish(t, eng, "abr", src, enginetest.PublishOptions{Realtime: true, Loop: true})
 	m, err := enginetest.ReadTS(low)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, tr := range m.Tracks {
+		if tr.IsVideo() && declared > 0 {
+			tr.Bitrate = declared
+		}
 	}
 	pub, err := eng.PublishRendition("abr", "low")
 	if err != nil {
@@ -228,9 +237,7 @@ func TestWHEPABRSwitchesDown(t *testing.T) {
 	}()
 	t.Cleanup(func() { cancel(); <-done; pub.Close() })
 	conf := testConfig()
-	// The estimate starts far below the source's 3 Mbit/s: the viewer
-	// must be moved to the low rendition.
-	conf.InitialBitrate = 500_000
+	conf.InitialBitrate = initial
 	x, base := newTestSFU(t, eng, conf)
 
 	c := playWHEP(t, base, "/whep/abr", clientOptions{})
@@ -247,6 +254,13 @@ func TestWHEPABRSwitchesDown(t *testing.T) {
 	if v.bwe == nil {
 		t.Fatal("no bandwidth estimator on an ABR viewer")
 	}
+	return v, r
+}
+
+func TestWHEPABRSwitchesDown(t *testing.T) {
+	// The estimate starts far below the source's 3 Mbit/s: the viewer
+	// must be moved to the low rendition.
+	v, r := abrViewer(t, enginetest.ClipSpec{Width: 320, Height: 180, FPS: 25, Seconds: 2, GOP: 25, Bitrate: "100k"}, 0, 500_000)
 	waitFor(t, 60*time.Second, "a switch to abr/low", func() bool {
 		v.mu.Lock()
 		defer v.mu.Unlock()
@@ -256,4 +270,31 @@ func TestWHEPABRSwitchesDown(t *testing.T) {
 	waitFor(t, 30*time.Second, "frames after the switch", func() bool { return r.frameCount() >= n+25 })
 	r.checkDecodes(t, n+20)
 	t.Logf("estimate %d bit/s, %d frames received", v.bwe.GetTargetBitrate(), r.frameCount())
+}
+
+// TestWHEPABRKeepsSource: with room for the source, a viewer stays on it,
+// even when only the rung declares its bitrate (a WHIP source measured
+// over a tick; before, the first tick moved every viewer to the rung) and
+// when the only other rendition is starved (5 of the source's 25 fps: a
+// transcoder shedding frames) and the estimate is below the source.
+func TestWHEPABRKeepsSource(t *testing.T) {
+	t.Run("declared rung", func(t *testing.T) {
+		v, r := abrViewer(t, enginetest.ClipSpec{Width: 320, Height: 180, FPS: 25, Seconds: 2, GOP: 25, Bitrate: "100k"}, 100_000, 20_000_000)
+		// 100 frames at 25 fps: about four ABR ticks.
+		waitFor(t, 60*time.Second, "100 frames", func() bool { return r.frameCount() >= 100 })
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		if v.cur == nil || v.cur.key != "abr" || v.pending != nil {
+			t.Fatalf("viewer on %v, pending %v: want the source", v.cur.key, v.pending != nil)
+		}
+	})
+	t.Run("starved rung", func(t *testing.T) {
+		v, r := abrViewer(t, enginetest.ClipSpec{Width: 320, Height: 180, FPS: 5, Seconds: 2, GOP: 5, Bitrate: "100k"}, 0, 500_000)
+		waitFor(t, 60*time.Second, "100 frames", func() bool { return r.frameCount() >= 100 })
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		if v.cur == nil || v.cur.key != "abr" || v.pending != nil {
+			t.Fatalf("viewer on %v, pending %v: want the source", v.cur.key, v.pending != nil)
+		}
+	})
 }

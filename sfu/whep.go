@@ -364,15 +364,25 @@ func countFeedback(pkts []rtcp.Packet) (nacked, plis int) {
 
 // abr moves the viewer between the group's renditions from the congestion
 // controller's estimate: the best rendition whose bitrate fits in 80 % of
-// the estimate, switched at the rendition's next keyframe.
+// the estimate, switched at the rendition's next keyframe. A rendition's
+// bitrate is the declared one, else measured over the last tick; no
+// decision is taken until every rendition has one (a source without a
+// declared bitrate would otherwise lose to any declared rung on the first
+// tick). A starved rendition, one delivering under half the frames of the
+// group's best (a transcoder shedding frames), is no candidate.
 func (v *viewer) abr() {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	type sample struct {
-		bytes uint64
-		at    time.Time
+		bytes, frames uint64
+		at            time.Time
+	}
+	type candidate struct {
+		s         *engine.Stream
+		rate, fps int64
 	}
 	last := map[*engine.Stream]sample{}
+	var cands []candidate
 	for {
 		select {
 		case <-v.done:
@@ -389,27 +399,42 @@ func (v *viewer) abr() {
 			continue
 		}
 		now := time.Now()
-		var best, lowest *engine.Stream
-		var bestRate, lowRate int64
+		cands = cands[:0]
+		unknown := false
+		var maxFPS int64
 		for _, s := range v.x.eng.Renditions(v.group) {
 			if s.VideoTrack() < 0 {
 				continue
 			}
-			rate := int64(s.Tracks()[s.VideoTrack()].Bitrate)
-			if p, ok := last[s]; ok && rate == 0 {
-				if dt := now.Sub(p.at).Seconds(); dt > 0 {
-					rate = int64(float64(s.BytesIn()-p.bytes) * 8 / dt)
-				}
-			}
-			last[s] = sample{bytes: s.BytesIn(), at: now}
-			if rate == 0 {
+			c := candidate{s: s, rate: int64(s.Tracks()[s.VideoTrack()].Bitrate)}
+			p, seen := last[s]
+			last[s] = sample{bytes: s.BytesIn(), frames: s.FramesIn(), at: now}
+			dt := now.Sub(p.at).Seconds()
+			if !seen || dt <= 0 {
+				unknown = true
 				continue
 			}
-			if lowest == nil || rate < lowRate {
-				lowest, lowRate = s, rate
+			if c.rate == 0 {
+				c.rate = int64(float64(s.BytesIn()-p.bytes) * 8 / dt)
 			}
-			if rate*10 <= est*8 && rate > bestRate {
-				best, bestRate = s, rate
+			c.fps = int64(float64(s.FramesIn()-p.frames) / dt)
+			maxFPS = max(maxFPS, c.fps)
+			cands = append(cands, c)
+		}
+		if unknown {
+			continue
+		}
+		var best, lowest *engine.Stream
+		var bestRate, lowRate int64
+		for _, c := range cands {
+			if c.rate == 0 || c.fps*2 < maxFPS {
+				continue
+			}
+			if lowest == nil || c.rate < lowRate {
+				lowest, lowRate = c.s, c.rate
+			}
+			if c.rate*10 <= est*8 && c.rate > bestRate {
+				best, bestRate = c.s, c.rate
 			}
 		}
 		if best == nil {
