@@ -387,12 +387,14 @@ func (h *Hub) pinger() {
 func (h *Hub) Handle(ctx *fasthttp.RequestCtx) { h.HandleFrom(ctx, ctx.RemoteIP().String()) }
 
 // HandleFrom upgrades GET /api/v1/ws for a client at address ip (the
-// caller resolves proxies). The fasthttp.Server must set
-// KeepHijackedConns: the hub closes each socket itself once the client is
-// gone, and fasthttp releases the handshake's request context right after
-// the upgrade (without the option it would close the socket at that point). The access token may come as the
+// caller resolves proxies). The access token may come as the
 // "access_token" query parameter, an Authorization: Bearer header, or later
 // in an "auth" message (which keeps it out of URLs and logs).
+//
+// The fasthttp.Server must set KeepHijackedConns: the hub closes each
+// socket itself once the client is gone, and fasthttp releases the
+// handshake's request context right after the upgrade (without the option
+// it would close the socket at that point).
 func (h *Hub) HandleFrom(ctx *fasthttp.RequestCtx, ip string) {
 	var id Identity
 	tok := string(ctx.QueryArgs().Peek("access_token"))
