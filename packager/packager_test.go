@@ -403,15 +403,7 @@ func TestRenditions(t *testing.T) {
 	_ = src
 	_ = low
 
-	res := get(t, ts.base+"/hls/g/index.m3u8")
-	if res.status != http.StatusOK {
-		t.Fatalf("multivariant: %d %s", res.status, res.body)
-	}
-	t.Logf("multivariant:\n%s", res.body)
-	var mv playlist.Multivariant
-	if err := mv.Unmarshal(res.body); err != nil {
-		t.Fatalf("parse multivariant: %v", err)
-	}
+	mv := getMultivariant(t, ts.base+"/hls/g/index.m3u8")
 	if len(mv.Variants) != 2 {
 		t.Fatalf("%d variants, want 2", len(mv.Variants))
 	}
@@ -535,15 +527,7 @@ func TestStarvedRenditionLeavesMultivariant(t *testing.T) {
 	for _, name := range []string{"source", "360p", "240p"} {
 		waitSegments(t, ts.base+"/hls/s/"+name+"/stream.m3u8", 2)
 	}
-	res := get(t, ts.base+"/hls/s/index.m3u8")
-	if res.status != http.StatusOK {
-		t.Fatalf("multivariant: %d %s", res.status, res.body)
-	}
-	t.Logf("multivariant:\n%s", res.body)
-	var mv playlist.Multivariant
-	if err := mv.Unmarshal(res.body); err != nil {
-		t.Fatalf("parse multivariant: %v", err)
-	}
+	mv := getMultivariant(t, ts.base+"/hls/s/index.m3u8")
 	var uris []string
 	for _, v := range mv.Variants {
 		uris = append(uris, v.URI)
@@ -557,4 +541,19 @@ func TestStarvedRenditionLeavesMultivariant(t *testing.T) {
 	if r := get(t, ts.base+"/hls/s/240p/stream.m3u8"); r.status != http.StatusOK {
 		t.Errorf("starved rendition's playlist: %d", r.status)
 	}
+}
+
+// getMultivariant fetches and parses a multivariant playlist.
+func getMultivariant(t *testing.T, url string) playlist.Multivariant {
+	t.Helper()
+	res := get(t, url)
+	if res.status != http.StatusOK {
+		t.Fatalf("multivariant: %d %s", res.status, res.body)
+	}
+	t.Logf("multivariant:\n%s", res.body)
+	var mv playlist.Multivariant
+	if err := mv.Unmarshal(res.body); err != nil {
+		t.Fatalf("parse multivariant: %v", err)
+	}
+	return mv
 }

@@ -278,23 +278,23 @@ func TestWHEPABRSwitchesDown(t *testing.T) {
 // when the only other rendition is starved (5 of the source's 25 fps: a
 // transcoder shedding frames) and the estimate is below the source.
 func TestWHEPABRKeepsSource(t *testing.T) {
-	t.Run("declared rung", func(t *testing.T) {
-		v, r := abrViewer(t, enginetest.ClipSpec{Width: 320, Height: 180, FPS: 25, Seconds: 2, GOP: 25, Bitrate: "100k"}, 100_000, 20_000_000)
-		// 100 frames at 25 fps: about four ABR ticks.
-		waitFor(t, 60*time.Second, "100 frames", func() bool { return r.frameCount() >= 100 })
-		v.mu.Lock()
-		defer v.mu.Unlock()
-		if v.cur == nil || v.cur.key != "abr" || v.pending != nil {
-			t.Fatalf("viewer on %v, pending %v: want the source", v.cur.key, v.pending != nil)
-		}
-	})
-	t.Run("starved rung", func(t *testing.T) {
-		v, r := abrViewer(t, enginetest.ClipSpec{Width: 320, Height: 180, FPS: 5, Seconds: 2, GOP: 5, Bitrate: "100k"}, 0, 500_000)
-		waitFor(t, 60*time.Second, "100 frames", func() bool { return r.frameCount() >= 100 })
-		v.mu.Lock()
-		defer v.mu.Unlock()
-		if v.cur == nil || v.cur.key != "abr" || v.pending != nil {
-			t.Fatalf("viewer on %v, pending %v: want the source", v.cur.key, v.pending != nil)
-		}
-	})
+	for _, tc := range []struct {
+		name              string
+		low               enginetest.ClipSpec
+		declared, initial int
+	}{
+		{"declared rung", enginetest.ClipSpec{Width: 320, Height: 180, FPS: 25, Seconds: 2, GOP: 25, Bitrate: "100k"}, 100_000, 20_000_000},
+		{"starved rung", enginetest.ClipSpec{Width: 320, Height: 180, FPS: 5, Seconds: 2, GOP: 5, Bitrate: "100k"}, 0, 500_000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v, r := abrViewer(t, tc.low, tc.declared, tc.initial)
+			// 100 frames at 25 fps: about four ABR ticks.
+			waitFor(t, 60*time.Second, "100 frames", func() bool { return r.frameCount() >= 100 })
+			v.mu.Lock()
+			defer v.mu.Unlock()
+			if v.cur == nil || v.cur.key != "abr" || v.pending != nil {
+				t.Fatalf("viewer on %v, switch pending %v: want the source", v.cur, v.pending != nil)
+			}
+		})
+	}
 }
