@@ -97,10 +97,29 @@ func (s *server) rtmpURL(key string) string {
 }
 
 // startServer starts `liveengine mode` with env overrides on free ports and
-// waits until it answers.
+// waits until it answers. A port picked free can be taken before the
+// server binds it (ports come from the ephemeral range other tests'
+// connections use too), so a start that fails with "address already in
+// use" is tried again on fresh ports.
 func startServer(t *testing.T, mode string, env ...string) *server {
 	t.Helper()
-	s := &server{rtmpPort: freePort(t), httpPort: freePort(t), apiPort: freePort(t), logs: &syncBuffer{}, exited: make(chan struct{})}
+	for attempt := 1; ; attempt++ {
+		s, portTaken := tryStartServer(t, mode, env...)
+		if !portTaken {
+			return s
+		}
+		if attempt == 3 {
+			t.Fatalf("server could not bind its ports in 3 attempts:\n%s", s.logs.String())
+		}
+		t.Logf("a port was taken before the server bound it; retrying on fresh ports")
+	}
+}
+
+// tryStartServer is one attempt of startServer; portTaken reports a server
+// that exited because one of its ports was in use.
+func tryStartServer(t *testing.T, mode string, env ...string) (s *server, portTaken bool) {
+	t.Helper()
+	s = &server{rtmpPort: freePort(t), httpPort: freePort(t), apiPort: freePort(t), logs: &syncBuffer{}, exited: make(chan struct{})}
 	dataDir := t.TempDir()
 	s.cmd = exec.Command(binPath, mode, "-config", "")
 	s.cmd.Dir = dataDir
@@ -136,6 +155,10 @@ func startServer(t *testing.T, mode string, env ...string) *server {
 	waitUntil(t, 60*time.Second, "server answers "+health, func() bool {
 		select {
 		case <-s.exited:
+			if strings.Contains(s.logs.String(), "address already in use") {
+				portTaken = true
+				return true
+			}
 			t.Fatalf("server exited early: %v\n%s", s.exitErr, s.logs.String())
 		default:
 		}
@@ -146,7 +169,7 @@ func startServer(t *testing.T, mode string, env ...string) *server {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
-	return s
+	return s, portTaken
 }
 
 // stop sends SIGTERM and returns the exit error.
