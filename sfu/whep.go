@@ -362,6 +362,10 @@ func countFeedback(pkts []rtcp.Packet) (nacked, plis int) {
 	return nacked, plis
 }
 
+// fpsWindow is how many ABR ticks a rendition's frame rate is measured
+// over.
+const fpsWindow = 3
+
 // abr moves the viewer between the group's renditions from the congestion
 // controller's estimate: the best rendition whose bitrate fits in 80 % of
 // the estimate, switched at the rendition's next keyframe. A rendition's
@@ -381,7 +385,7 @@ func (v *viewer) abr() {
 		s         *engine.Stream
 		rate, fps int64
 	}
-	last := map[*engine.Stream]sample{}
+	last := map[*engine.Stream][]sample{}
 	var cands []candidate
 	for {
 		select {
@@ -407,17 +411,29 @@ func (v *viewer) abr() {
 				continue
 			}
 			c := candidate{s: s, rate: int64(s.Tracks()[s.VideoTrack()].Bitrate)}
-			p, seen := last[s]
-			last[s] = sample{bytes: s.BytesIn(), frames: s.FramesIn(), at: now}
-			dt := now.Sub(p.at).Seconds()
-			if !seen || dt <= 0 {
+			h := last[s]
+			x := sample{bytes: s.BytesIn(), frames: s.FramesIn(), at: now}
+			if len(h) == 0 {
+				last[s] = append(h, x)
+				unknown = true
+				continue
+			}
+			p, oldest := h[len(h)-1], h[0]
+			if len(h) == fpsWindow {
+				h = append(h[:0], h[1:]...)
+			}
+			last[s] = append(h, x)
+			dt, span := now.Sub(p.at).Seconds(), now.Sub(oldest.at).Seconds()
+			if dt <= 0 || span <= 0 {
 				unknown = true
 				continue
 			}
 			if c.rate == 0 {
-				c.rate = int64(float64(s.BytesIn()-p.bytes) * 8 / dt)
+				c.rate = int64(float64(x.bytes-p.bytes) * 8 / dt)
 			}
-			c.fps = int64(float64(s.FramesIn()-p.frames) / dt)
+			// Frame rates over the last few ticks: one second of a
+			// jittery source must not make it look starved beside a rung.
+			c.fps = int64(float64(x.frames-oldest.frames) / span)
 			maxFPS = max(maxFPS, c.fps)
 			cands = append(cands, c)
 		}
