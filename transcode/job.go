@@ -20,6 +20,9 @@ const (
 	// maxLag is how far behind the source's clock decoding may fall before
 	// the job counts as overloaded.
 	maxLag = time.Second
+	// backlogFrames is how many frames in a row must find a rung queue
+	// half full before that counts as overload (about 0.5 s at 30 fps).
+	backlogFrames = 15
 	// maxEarlyAudio bounds the audio held before the first picture decodes.
 	maxEarlyAudio = 256
 )
@@ -126,6 +129,7 @@ type job struct {
 	level      int
 	lastChange time.Time
 	lastBusy   time.Time
+	backlogRun int // frames in a row that found a rung queue half full
 	wallBase   time.Time
 	ptsBase    time.Duration
 	episode    int
@@ -446,10 +450,28 @@ func (j *job) updateLoad(pts time.Duration) {
 	}
 	busy := lag > maxLag || now.Sub(j.lastBusy) < overloadStep
 	n := len(j.rungs)
-	for i, r := range j.rungs {
+	backlog := false
+	for _, r := range j.rungs {
 		if len(r.in)*2 >= cap(r.in) {
-			busy = true
+			backlog = true
 		}
+	}
+	// A rung queue half full counts once it stays so for backlogFrames
+	// frames in a row: x264's first frames, a GOP cache burst or a moment
+	// without CPU fill a queue briefly, and each such blip used to start an
+	// episode that then took 5 s per level to end, so a busy machine kept
+	// the lowest rung at keyframes only most of the time (the browser
+	// check saw a 240p rung lose 633 of its 741 frames on a box busy with
+	// Chromium).
+	if backlog {
+		j.backlogRun++
+	} else {
+		j.backlogRun = 0
+	}
+	if j.backlogRun >= backlogFrames {
+		busy = true
+	}
+	for i, r := range j.rungs {
 		// Encode time only speaks for a rung that encodes every frame: a
 		// shedding rung encodes mostly keyframes, the dearest frames, and
 		// its average would keep the job "busy" forever.
