@@ -185,6 +185,13 @@ type giftResult struct {
 
 func (g *giftStorm) run(ctx context.Context, r *Run) error {
 	var pubWG sync.WaitGroup
+	// The stream stays live until the last sender is done: a gift still in
+	// flight when the storm's time is up must not meet an offline stream.
+	pubCtx, stopPublishing := context.WithCancel(context.WithoutCancel(ctx))
+	defer func() {
+		stopPublishing()
+		pubWG.Wait()
+	}()
 	if g.clip != nil {
 		app, key, err := splitRTMP(g.ingest)
 		if err != nil {
@@ -194,7 +201,7 @@ func (g *giftStorm) run(ctx context.Context, r *Run) error {
 		go func() {
 			defer pubWG.Done()
 			quiet := NewRun("publish", app, 1)
-			retry(ctx, r, func() error { return PublishRTMP(ctx, app, key, g.clip, quiet) })
+			retry(pubCtx, r, func() error { return PublishRTMP(pubCtx, app, key, g.clip, quiet) })
 		}()
 		if err := g.waitLive(ctx); err != nil {
 			return err
@@ -209,6 +216,7 @@ func (g *giftStorm) run(ctx context.Context, r *Run) error {
 		}()
 	}
 	wg.Wait()
+	stopPublishing()
 	pubWG.Wait()
 	return g.check(r)
 }
