@@ -80,24 +80,22 @@ func (m *Meter) Handler() Handler {
 
 // Latencies returns every latency recorded, sorted.
 func (m *Meter) Latencies() []time.Duration {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var all []time.Duration
-	for _, s := range m.shards {
-		all = append(all, s.lat...)
-	}
-	slices.Sort(all)
-	return all
+	return m.sorted(func(s *meterShard) []time.Duration { return s.lat })
 }
 
 // Arrivals returns the latencies up to the kernel's receive time (see
 // Loop.Stamps), sorted; empty when the loops do not stamp.
 func (m *Meter) Arrivals() []time.Duration {
+	return m.sorted(func(s *meterShard) []time.Duration { return s.arr })
+}
+
+// sorted gathers one list of durations from every loop's shard, sorted.
+func (m *Meter) sorted(of func(*meterShard) []time.Duration) []time.Duration {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var all []time.Duration
 	for _, s := range m.shards {
-		all = append(all, s.arr...)
+		all = append(all, of(s)...)
 	}
 	slices.Sort(all)
 	return all
