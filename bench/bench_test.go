@@ -311,23 +311,8 @@ func itoa(i int) string { return fmt.Sprint(i) }
 // TestChatAgainstInProcessControl runs the chat scenario against a real
 // control server (SQLite, in-process bus) for a few seconds.
 func TestChatAgainstInProcessControl(t *testing.T) {
-	bus := engine.NewLocalBus()
-	t.Cleanup(func() { bus.Close() })
-	conf := control.DefaultConfig()
-	conf.Addr = "127.0.0.1:0"
-	conf.JWTSecret = "bench-secret-bench-secret-bench-secret"
-	conf.PasswordCost = 4
-	conf.Database.URL = "sqlite://" + filepath.Join(t.TempDir(), "control.db")
-	log := slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, err := control.New(conf, bus, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	rep := runScenario(t, context.Background(), "chat", "-api", "http://"+srv.Addr(), "-n", "10", "-senders", "2", "-rate", "1", "-duration", "5s")
+	api := startControl(t, control.DefaultConfig().WS.MaxConnsPerIP)
+	rep := runScenario(t, context.Background(), "chat", "-api", api, "-n", "10", "-senders", "2", "-rate", "1", "-duration", "5s")
 	if rep == nil {
 		t.FailNow()
 	}

@@ -322,31 +322,17 @@ func (c *chatFanout) prepare(ctx context.Context) error {
 		c.clients = append(c.clients, l)
 	}
 	start := time.Now()
-	var wg sync.WaitGroup
-	var next atomic.Int64
-	var firstErr atomic.Value
-	for w := 0; w < 32; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= *c.n || firstErr.Load() != nil || ctx.Err() != nil {
-					return
-				}
-				conn, err := join(i)
-				if err == nil {
-					err = c.clients[i%len(c.clients)].Add(conn)
-				}
-				if err != nil {
-					firstErr.Store(fmt.Errorf("client %d: %w", i, err))
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if err, _ := firstErr.Load().(error); err != nil {
+	err = wsload.Connect(ctx, *c.n, 32, func(i int) error {
+		conn, err := join(i)
+		if err == nil {
+			err = c.clients[i%len(c.clients)].Add(conn)
+		}
+		if err != nil {
+			return fmt.Errorf("client %d: %w", i, err)
+		}
+		return nil
+	})
+	if err != nil {
 		c.closeClients()
 		var he *wsload.HandshakeError
 		// The cap answers 429 at the handshake, or closes with 1008 a

@@ -15,8 +15,6 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -189,27 +187,10 @@ func runFanout(b *testing.B, clients, perSecond int, dur time.Duration) {
 		defer l.Close()
 	}
 	subscribe := []byte(`{"type":"subscribe","room":"` + in.ID + `","ref":"s"}`)
-	var wg sync.WaitGroup
-	var dialErr atomic.Value
-	next := atomic.Int64{}
-	for w := 0; w < 32; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= clients || dialErr.Load() != nil {
-					return
-				}
-				if err := joinRoom(c.ws, subscribe, i, loops[i%len(loops)]); err != nil {
-					dialErr.Store(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if err, _ := dialErr.Load().(error); err != nil {
+	err = wsload.Connect(context.Background(), clients, 32, func(i int) error {
+		return joinRoom(c.ws, subscribe, i, loops[i%len(loops)])
+	})
+	if err != nil {
 		b.Fatalf("dial: %v", err)
 	}
 	memAfter := collect()
@@ -233,12 +214,7 @@ func runFanout(b *testing.B, clients, perSecond int, dur time.Duration) {
 	b.StopTimer()
 	cpuTicks, selfTicks := procCPU(pid)-cpuBefore, procCPU(os.Getpid())-selfBefore
 	all := meter.Latencies()
-	pct := func(p float64) float64 {
-		if len(all) == 0 {
-			return 0
-		}
-		return float64(all[int(p*float64(len(all)-1))]) / 1e6
-	}
+	pct := func(p float64) float64 { return wsload.QuantileMS(all, p) }
 	if n := meter.Duplicates.Load() + meter.Reordered.Load(); n > 0 {
 		b.Errorf("%d messages repeated or out of order (one publisher: order must hold)", n)
 	}

@@ -28,6 +28,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -212,4 +214,31 @@ func (c *Conn) Close() error {
 		return c.nc.Close()
 	}
 	return nil
+}
+
+// Connect runs join(i) for every i in [0, n) on workers goroutines and
+// stops at the first error, which it returns, or when ctx ends.
+func Connect(ctx context.Context, n, workers int, join func(i int) error) error {
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	var first atomic.Value
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || first.Load() != nil || ctx.Err() != nil {
+					return
+				}
+				if err := join(i); err != nil {
+					first.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	err, _ := first.Load().(error)
+	return err
 }
