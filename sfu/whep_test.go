@@ -227,14 +227,8 @@ func (l *lossInterceptor) BindRemoteStream(info *interceptor.StreamInfo, reader 
 }
 
 func TestWHEPRecoversLossWithNACK(t *testing.T) {
-	eng := enginetest.NewEngine(t)
-	clip := enginetest.Clip(t, enginetest.ClipSpec{Width: 640, Height: 360, FPS: 25, Seconds: 4, GOP: 25, Audio: true})
-	enginetest.Publish(t, eng, "lossy", clip, enginetest.PublishOptions{Realtime: true, Loop: true})
-	x, base := newTestSFU(t, eng, testConfig())
-
 	loss := &lossFactory{}
-	c := playWHEP(t, base, "/whep/lossy", clientOptions{interceptors: []interceptor.Factory{loss}})
-	r := receiveH264(c.waitTrack(t, "video", 30*time.Second))
+	x, _, r := playLiveWHEP(t, "lossy", clientOptions{interceptors: []interceptor.Factory{loss}})
 	waitFor(t, 60*time.Second, "60 frames and 40 drops", func() bool { return r.frameCount() >= 60 && loss.dropped.Load() >= 40 })
 	r.checkDecodes(t, 55)
 
@@ -274,13 +268,7 @@ func TestWHEPRecoversLossWithNACK(t *testing.T) {
 }
 
 func TestWHEPOverICETCP(t *testing.T) {
-	eng := enginetest.NewEngine(t)
-	clip := enginetest.Clip(t, enginetest.ClipSpec{Width: 640, Height: 360, FPS: 25, Seconds: 4, GOP: 25, Audio: true})
-	enginetest.Publish(t, eng, "tcp1", clip, enginetest.PublishOptions{Realtime: true, Loop: true})
-	_, base := newTestSFU(t, eng, testConfig())
-
-	c := playWHEP(t, base, "/whep/tcp1", clientOptions{tcpOnly: true})
-	r := receiveH264(c.waitTrack(t, "video", 30*time.Second))
+	_, c, r := playLiveWHEP(t, "tcp1", clientOptions{tcpOnly: true})
 	waitFor(t, 60*time.Second, "25 frames over TCP", func() bool { return r.frameCount() >= 25 })
 	pair, err := c.pc.GetReceivers()[0].Transport().ICETransport().GetSelectedCandidatePair()
 	if err != nil || pair == nil {
@@ -296,13 +284,7 @@ func TestWHEPOverICETCP(t *testing.T) {
 // SFU used to add an audio track the offer never negotiated and wait for it
 // to be bound before sending anything.
 func TestWHEPVideoOnlyOffer(t *testing.T) {
-	eng := enginetest.NewEngine(t)
-	clip := enginetest.Clip(t, enginetest.ClipSpec{Width: 640, Height: 360, FPS: 25, Seconds: 4, GOP: 25, Audio: true})
-	enginetest.Publish(t, eng, "vo1", clip, enginetest.PublishOptions{Realtime: true, Loop: true})
-	_, base := newTestSFU(t, eng, testConfig())
-
-	c := playWHEP(t, base, "/whep/vo1", clientOptions{videoOnly: true})
-	r := receiveH264(c.waitTrack(t, "video", 30*time.Second))
+	_, c, r := playLiveWHEP(t, "vo1", clientOptions{videoOnly: true})
 	waitFor(t, 60*time.Second, "25 frames to a video-only offer", func() bool { return r.frameCount() >= 25 })
 	if n := len(c.pc.GetTransceivers()); n != 1 {
 		t.Fatalf("%d transceivers, want the offered video one only", n)
@@ -339,4 +321,16 @@ func TestWHEPHTTPErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// playLiveWHEP publishes a looping 640x360 25 fps clip with audio as stream
+// key and plays /whep/KEY with o, up to its video track.
+func playLiveWHEP(t *testing.T, key string, o clientOptions) (*SFU, *whepClient, *h264Receiver) {
+	t.Helper()
+	eng := enginetest.NewEngine(t)
+	clip := enginetest.Clip(t, enginetest.ClipSpec{Width: 640, Height: 360, FPS: 25, Seconds: 4, GOP: 25, Audio: true})
+	enginetest.Publish(t, eng, key, clip, enginetest.PublishOptions{Realtime: true, Loop: true})
+	x, base := newTestSFU(t, eng, testConfig())
+	c := playWHEP(t, base, "/whep/"+key, o)
+	return x, c, receiveH264(c.waitTrack(t, "video", 30*time.Second))
 }
