@@ -95,48 +95,35 @@ func TestMountedMoneyRoutes(t *testing.T) {
 	_ = ws.WriteJSON(map[string]string{"type": "subscribe", "room": in.ID, "ref": "s"})
 	deadline := time.Now().Add(30 * time.Second)
 	_ = ws.SetReadDeadline(deadline)
-	for {
-		var env struct{ Type, Ref string }
-		if err := ws.ReadJSON(&env); err != nil {
-			t.Fatal(err)
-		}
-		if env.Ref == "s" {
-			break
+	type envelope struct {
+		Type, Ref string
+		Data      map[string]any
+	}
+	// readUntil reads messages until one matches.
+	readUntil := func(match func(envelope) bool) envelope {
+		t.Helper()
+		for {
+			var env envelope
+			if err := ws.ReadJSON(&env); err != nil {
+				t.Fatal(err)
+			}
+			if match(env) {
+				return env
+			}
 		}
 	}
+	readUntil(func(e envelope) bool { return e.Ref == "s" })
 	if err := (bridge{s}).PublishRoomEvent(context.Background(), in.ID, map[string]any{"type": "gift", "coins": 5}); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		var env struct {
-			Type string
-			Data map[string]any
-		}
-		if err := ws.ReadJSON(&env); err != nil {
-			t.Fatal(err)
-		}
-		if env.Type == "gift" {
-			break
-		}
-	}
+	readUntil(func(e envelope) bool { return e.Type == "gift" })
 	// The ledger's own event type takes the path without a JSON round trip.
 	if err := (bridge{s}).PublishRoomEvent(context.Background(), in.ID, ledger.GiftEvent{Type: "gift", StreamID: in.ID, GiftID: "rose", Coins: 7}); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		var env struct {
-			Type string
-			Data map[string]any
-		}
-		if err := ws.ReadJSON(&env); err != nil {
-			t.Fatal(err)
-		}
-		if env.Type == "gift" && env.Data["gift_id"] == "rose" {
-			if env.Data["coins"] != float64(7) || env.Data["stream_id"] != in.ID {
-				t.Fatalf("gift event %+v", env.Data)
-			}
-			break
-		}
+	env := readUntil(func(e envelope) bool { return e.Type == "gift" && e.Data["gift_id"] == "rose" })
+	if env.Data["coins"] != float64(7) || env.Data["stream_id"] != in.ID {
+		t.Fatalf("gift event %+v", env.Data)
 	}
 	if _, _, err := (bridge{s}).StreamOwner(context.Background(), "missing"); err == nil {
 		t.Fatal("unknown stream has an owner")
