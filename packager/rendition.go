@@ -389,7 +389,7 @@ func (r *rendition) onLeader(t *track, u *engine.Unit) {
 		if (early || (key && r.segmentDue(u.DTS)) || u.DTS >= r.nextCut-cutSlack) && r.holdForAudio(u) {
 			return
 		}
-		if r.limited && u.DTS-r.partStart > r.limits.part && t.pendingDTS > r.partStart && len(t.samples) > 0 {
+		if early && t.pendingDTS > r.partStart && len(t.samples) > 0 {
 			// Ending the part at u would outgrow PART-TARGET (variable
 			// frame timing): end it before the pending sample instead.
 			r.cutPart(t.pendingDTS, t.pendingNTP, !t.pending.IsNonSyncSample, true)
