@@ -192,6 +192,16 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 	accepted := make(map[string]int, len(jobs))
 	changed := make(map[AccountID]bool)
 	var trRows, enRows []any
+	if c == l.conn && l.conn != nil {
+		// The writer reuses its row buffers: growing them anew each batch
+		// was a third of its allocations.
+		trRows, enRows = l.scratch.tr[:0], l.scratch.en[:0]
+		defer func() {
+			clear(trRows)
+			clear(enRows)
+			l.scratch.tr, l.scratch.en = trRows[:0], enRows[:0]
+		}()
+	}
 	delta := make(map[AccountID]int64, 4)
 	for i, j := range jobs {
 		r := j.req
@@ -564,9 +574,30 @@ func (l *Ledger) insertRows(ctx context.Context, c *sql.Conn, target string, row
 		args = append(args, nil)
 	}
 	l.scratch.args = args[:0]
-	q := "INSERT OR ROLLBACK INTO " + target + " SELECT * FROM (VALUES " + tuples(size, placeholders(width)) + ") WHERE column1 IS NOT NULL"
-	_, err := l.exec(ctx, c, q, args...)
+	_, err := l.exec(ctx, c, l.sqlText(insertText{target, size, width}), args...)
 	return err
+}
+
+// insertText names one multi-row INSERT statement of insertRows.
+type insertText struct {
+	target      string
+	rows, width int
+}
+
+// sqlText returns the statement text for k, built once: the writer looked
+// its prepared statement up by a text built anew for every batch.
+func (l *Ledger) sqlText(k insertText) string {
+	l.textMu.Lock()
+	defer l.textMu.Unlock()
+	if q, ok := l.texts[k]; ok {
+		return q
+	}
+	q := "INSERT OR ROLLBACK INTO " + k.target + " SELECT * FROM (VALUES " + tuples(k.rows, placeholders(k.width)) + ") WHERE column1 IS NOT NULL"
+	if l.texts == nil {
+		l.texts = make(map[insertText]string)
+	}
+	l.texts[k] = q
+	return q
 }
 
 // stmt returns the writer connection's prepared statement for q, or nil

@@ -144,8 +144,12 @@ type Ledger struct {
 	// scratch is reused by every batch of the writer (writer goroutine
 	// only), so a batch allocates little.
 	scratch struct {
-		args []any
+		args, tr, en []any
 	}
+	// texts caches insertRows' statement texts (textMu: naive mode runs
+	// transfers concurrently).
+	textMu sync.Mutex
+	texts  map[insertText]string
 	// balances are the committed balances of accounts the SQLite writer
 	// touched, valid while PRAGMA data_version stays balancesVersion
 	// (writer goroutine only; see balanceCache).
