@@ -125,9 +125,11 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 		if _, err := l.exec(ctx, c, q, columns(missing, 3)...); err != nil {
 			return nil, fmt.Errorf("create accounts: %w", err)
 		}
-		missing = nil
 	}
 	for _, part := range chunks(missing, chunkRows*3) {
+		if pg {
+			break
+		}
 		q := "INSERT INTO ledger_accounts (id, balance, allow_negative, created_at) VALUES " + tuples(len(part)/3, "?, 0, ?, ?") + " ON CONFLICT (id) DO NOTHING"
 		if _, err := c.ExecContext(ctx, sqldb.Rebind(d, q), part...); err != nil {
 			return nil, fmt.Errorf("create accounts: %w", err)
@@ -368,8 +370,10 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 	committed = true
 	l.commitNanos.Add(int64(time.Since(commitStart)))
 	l.applyNanos.Add(int64(time.Since(now)))
-	for _, a := range accts {
-		l.known.Store(AccountID(a.(string)), struct{}{})
+	// Only the accounts this batch created are new to known (a Store of a
+	// present key still allocates in sync.Map).
+	for i := 0; i < len(missing); i += 3 {
+		l.known.Store(AccountID(missing[i].(string)), struct{}{})
 	}
 	if cache != nil {
 		if len(cache)+len(accts) > maxCachedBalances {
