@@ -26,16 +26,17 @@ type StreamInfo struct {
 // ErrNoStream is returned by StreamInfo for an unknown stream id.
 var ErrNoStream = errors.New("no such stream")
 
-// StreamInfo looks up a stream's owner and live status.
+// StreamInfo looks up a stream's owner and live status (once per gift:
+// store.StreamOwner, not the whole row).
 func (s *Server) StreamInfo(ctx context.Context, streamID string) (StreamInfo, error) {
-	st, err := s.store.StreamByID(ctx, streamID)
+	owner, status, err := s.store.StreamOwner(ctx, streamID)
 	if errors.Is(err, store.ErrNotFound) {
 		return StreamInfo{}, ErrNoStream
 	}
 	if err != nil {
 		return StreamInfo{}, err
 	}
-	return StreamInfo{ID: st.ID, OwnerID: st.UserID, Status: st.Status, Live: st.Live()}, nil
+	return StreamInfo{ID: streamID, OwnerID: owner, Status: status, Live: store.Stream{Status: status}.Live()}, nil
 }
 
 // PushRoom sends an event to every WebSocket client in a stream's room, on

@@ -66,23 +66,36 @@ func matchParts(parts, segs []string) (map[string]string, bool) {
 	if len(parts) != len(segs) {
 		return nil, false
 	}
-	var params map[string]string
+	// Match first, allocate the parameters after: a request tries every
+	// route before its own, and many fail on a literal after a parameter
+	// (a gift's path against every /api/v1/streams/{id}/... route).
+	n := 0
 	for i, p := range parts {
-		if len(p) > 2 && p[0] == '{' && p[len(p)-1] == '}' {
+		if isParam(p) {
 			if segs[i] == "" {
 				return nil, false
 			}
-			if params == nil {
-				params = map[string]string{}
-			}
-			params[p[1:len(p)-1]] = segs[i]
+			n++
 			continue
 		}
 		if p != segs[i] {
 			return nil, false
 		}
 	}
+	if n == 0 {
+		return nil, true
+	}
+	params := make(map[string]string, n)
+	for i, p := range parts {
+		if isParam(p) {
+			params[p[1:len(p)-1]] = segs[i]
+		}
+	}
 	return params, true
+}
+
+func isParam(part string) bool {
+	return len(part) > 2 && part[0] == '{' && part[len(part)-1] == '}'
 }
 
 // table returns the routes sorted by pattern and method.

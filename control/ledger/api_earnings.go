@@ -49,7 +49,7 @@ func (a *API) leaderboardStreamers(ctx *fasthttp.RequestCtx, _ params, _ caller)
 }
 
 func (a *API) streamLeaderboard(ctx *fasthttp.RequestCtx, p params, _ caller) {
-	a.board(ctx, Board{StreamID: p["id"]})
+	a.board(ctx, Board{StreamID: p.get("id")})
 }
 
 // EarningsDay is one line of an earnings report.
@@ -193,14 +193,14 @@ func (a *API) setCommission(ctx *fasthttp.RequestCtx, p params, who caller) {
 	db := a.l.db
 	_, err := db.ExecContext(rc, db.Rebind(`INSERT INTO ledger_commissions (streamer_id, percent, updated_by, updated_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (streamer_id) DO UPDATE SET percent = excluded.percent, updated_by = excluded.updated_by, updated_at = excluded.updated_at`),
-		p["id"], *b.Percent, who.id, a.now().UnixMicro())
+		p.get("id"), *b.Percent, who.id, a.now().UnixMicro())
 	if err != nil {
 		a.internal(ctx, err)
 		return
 	}
 	a.catalog.invalidate()
-	a.log.Info("streamer commission set", "streamer", p["id"], "percent", *b.Percent, "by", who.id)
-	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"streamer_id": p["id"], "percent": *b.Percent})
+	a.log.Info("streamer commission set", "streamer", p.get("id"), "percent", *b.Percent, "by", who.id)
+	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"streamer_id": p.get("id"), "percent": *b.Percent})
 }
 
 func (a *API) invariants(ctx *fasthttp.RequestCtx, _ params, _ caller) {
@@ -337,11 +337,11 @@ func (a *API) adminListWithdrawals(ctx *fasthttp.RequestCtx, _ params, _ caller)
 }
 
 func (a *API) approveWithdrawal(ctx *fasthttp.RequestCtx, p params, who caller) {
-	a.settleWithdrawal(ctx, p["id"], who, true)
+	a.settleWithdrawal(ctx, p.get("id"), who, true)
 }
 
 func (a *API) rejectWithdrawal(ctx *fasthttp.RequestCtx, p params, who caller) {
-	a.settleWithdrawal(ctx, p["id"], who, false)
+	a.settleWithdrawal(ctx, p.get("id"), who, false)
 }
 
 // settleWithdrawal is phase two: the hold is posted out (approve) or voided

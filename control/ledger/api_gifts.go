@@ -116,9 +116,9 @@ func (a *API) updateGift(ctx *fasthttp.RequestCtx, p params, _ caller) {
 		a.internal(ctx, err)
 		return
 	}
-	g, ok := gifts[p["id"]]
+	g, ok := gifts[p.get("id")]
 	if !ok {
-		writeError(ctx, fasthttp.StatusNotFound, "gift_not_found", "no gift "+strconv.Quote(p["id"]))
+		writeError(ctx, fasthttp.StatusNotFound, "gift_not_found", "no gift "+strconv.Quote(p.get("id")))
 		return
 	}
 	if err := b.apply(&g); err != nil {
@@ -161,9 +161,8 @@ func (a *API) sendGift(ctx *fasthttp.RequestCtx, p params, who caller) {
 		return
 	}
 	defer id.release()
-	rc, cancel := a.reqContext()
-	defer cancel()
-	streamID := p["id"]
+	rc := a.deadlines.context()
+	streamID := p.get("id")
 	fail := func(status int, code, msg string) {
 		if !a.replayStored(ctx, rc, id) {
 			writeError(ctx, status, code, msg)
@@ -213,17 +212,20 @@ func (a *API) sendGift(ctx *fasthttp.RequestCtx, p params, who caller) {
 	}
 	commission := total * int64(pct) / 100
 	share := total - commission
+	wallet := Wallet(who.id)
 	legs := make([]Leg, 0, 2)
 	if share > 0 {
-		legs = append(legs, Leg{From: Wallet(who.id), To: Earnings(owner), Amount: share})
+		legs = append(legs, Leg{From: wallet, To: Earnings(owner), Amount: share})
 	}
 	if commission > 0 {
-		legs = append(legs, Leg{From: Wallet(who.id), To: Platform, Amount: commission})
+		legs = append(legs, Leg{From: wallet, To: Platform, Amount: commission})
 	}
-	wallet := Wallet(who.id)
+	var meta [128]byte // {"gift_id":"rose","quantity":1} in one allocation
+	m := strconv.AppendQuote(append(meta[:0], `{"gift_id":`...), g.ID)
+	m = append(strconv.AppendInt(append(m, `,"quantity":`...), b.Quantity, 10), '}')
 	r, err := a.l.Transfer(rc, TransferRequest{
 		IdempotencyKey: id.key, Legs: legs, Kind: TransferGift, Actor: who.id, StreamID: streamID, Fingerprint: id.fingerprint,
-		Meta: `{"gift_id":` + strconv.Quote(g.ID) + `,"quantity":` + strconv.FormatInt(b.Quantity, 10) + `}`,
+		Meta: string(m),
 		Respond: func(rc Receipt) (int, []byte) {
 			return fasthttp.StatusCreated, GiftReceipt{
 				TransferID: rc.TransferID, StreamID: streamID, StreamerID: owner, GiftID: g.ID, Quantity: b.Quantity,

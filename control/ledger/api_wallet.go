@@ -201,7 +201,7 @@ func (a *API) orderView(o order) OrderView {
 func (a *API) getTopup(ctx *fasthttp.RequestCtx, p params, who caller) {
 	rc, cancel := a.reqContext()
 	defer cancel()
-	o, err := a.loadOrder(rc, p["id"])
+	o, err := a.loadOrder(rc, p.get("id"))
 	if errors.Is(err, errNoOrder) || (err == nil && o.userID != who.id && !who.admin()) {
 		writeError(ctx, fasthttp.StatusNotFound, "order_not_found", "no such order")
 		return
@@ -217,7 +217,7 @@ func (a *API) getTopup(ctx *fasthttp.RequestCtx, p params, who caller) {
 // for a known pending order of the same amount credits coins, and only
 // once: the credit's idempotency key is the order, whatever the event id.
 func (a *API) webhook(ctx *fasthttp.RequestCtx, p params, _ caller) {
-	prov, ok := a.providers[p["provider"]]
+	prov, ok := a.providers[p.get("provider")]
 	if !ok {
 		writeError(ctx, fasthttp.StatusNotFound, "unknown_provider", "no such payment provider")
 		return
@@ -300,7 +300,7 @@ func (a *API) sandboxComplete(ctx *fasthttp.RequestCtx, p params, who caller) {
 	}
 	rc, cancel := a.reqContext()
 	defer cancel()
-	o, err := a.loadOrder(rc, p["id"])
+	o, err := a.loadOrder(rc, p.get("id"))
 	if errors.Is(err, errNoOrder) || (err == nil && ((o.userID != who.id && !who.admin()) || o.provider != "sandbox")) {
 		writeError(ctx, fasthttp.StatusNotFound, "order_not_found", "no such sandbox order")
 		return

@@ -130,12 +130,13 @@ func (r GiftReceipt) appendJSON(b []byte) []byte {
 	b = append(b, `,"balance":`...)
 	b = strconv.AppendInt(b, r.Balance, 10)
 	b = append(b, `,"created_at":`...)
-	t, err := r.CreatedAt.MarshalJSON()
+	// MarshalJSON's text without its allocation.
+	b = append(b, '"')
+	b, err := r.CreatedAt.AppendText(b)
 	if err != nil { // a year outside 0..9999: let encoding/json say so
 		return append(b[:0], mustJSON(r)...)
 	}
-	b = append(b, t...)
-	return append(b, '}')
+	return append(b, '"', '}')
 }
 
 // appendJSONString appends s as json.Marshal quotes it (which also escapes

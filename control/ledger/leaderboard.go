@@ -135,65 +135,101 @@ type Leaderboard interface {
 
 // MemoryLeaderboard is the in-process Leaderboard (single node, `all` mode).
 type MemoryLeaderboard struct {
-	mu     sync.Mutex
-	boards map[string]map[string]int64
+	mu sync.Mutex
+	// boards hold each member's score behind a pointer, so that a gift
+	// can add to the cells it counts in without looking each one up.
+	boards map[string]map[string]*int64
 	// day holds the boards of the day, week and all time of the latest
-	// gifts, so that counting a gift looks its boards up without building
-	// nine key strings (4.5 µs per gift in BenchmarkGifts' profile).
+	// gifts and the cells of their senders and streamers, so that
+	// counting a gift takes two lookups instead of building nine keys
+	// (4.5 µs per gift in BenchmarkGifts' profile) or nine map updates
+	// (2.4 µs).
 	day *dayBoards
 }
 
 // dayBoards are the boards one day's gifts increment, by bucket (day,
-// week, all time).
+// week, all time), and the cells of the members counted on them.
 type dayBoards struct {
 	buckets   [3]string
-	gifters   [3]map[string]int64
-	streamers [3]map[string]int64
-	streams   map[string]*[3]map[string]int64
+	gifters   [3]map[string]*int64
+	streamers [3]map[string]*int64
+	streams   map[string]*streamBoards
+	// earners are a streamer's cells on the streamers boards.
+	earners map[string]*[3]*int64
+}
+
+// streamBoards are one stream's gifter boards of a day, week and all time.
+type streamBoards struct {
+	boards [3]map[string]*int64
+	// senders are a sender's cells on this stream's boards (0..2) and
+	// on the all-streams gifters boards (3..5).
+	senders map[string]*[6]*int64
 }
 
 var _ Leaderboard = (*MemoryLeaderboard)(nil)
 
 // NewMemoryLeaderboard returns an empty in-process leaderboard.
 func NewMemoryLeaderboard() *MemoryLeaderboard {
-	return &MemoryLeaderboard{boards: make(map[string]map[string]int64)}
+	return &MemoryLeaderboard{boards: make(map[string]map[string]*int64)}
 }
 
 // Add implements Leaderboard.
 func (m *MemoryLeaderboard) Add(_ context.Context, gifts []GiftRecord) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	var sb *streamBoards // of the previous gift's stream, while d holds
+	var sbID string
 	for _, g := range gifts {
 		if g.StreamID == "" {
-			g.increments(func(key, member string, score int64) { m.board(key)[member] += score })
+			g.increments(func(key, member string, score int64) { *cell(m.board(key), member) += score })
 			continue
 		}
 		// The boards g.increments names, looked up once per day and stream.
 		bk := bucketsOf(g.At)
 		d := m.day
 		if d == nil || d.buckets != bk {
-			d = &dayBoards{buckets: bk, streams: make(map[string]*[3]map[string]int64)}
+			d = &dayBoards{buckets: bk, streams: make(map[string]*streamBoards), earners: make(map[string]*[3]*int64)}
 			for i, p := range bk {
 				d.gifters[i] = m.board("gifters:" + p)
 				d.streamers[i] = m.board("streamers:" + p)
 			}
-			m.day = d
+			m.day, sb = d, nil
 		}
-		sb := d.streams[g.StreamID]
-		if sb == nil {
-			sb = new([3]map[string]int64)
-			for i, p := range bk {
-				sb[i] = m.board("stream:" + g.StreamID + ":" + p)
+		if sb == nil || sbID != g.StreamID {
+			sb = d.streams[g.StreamID]
+			if sb == nil {
+				sb = &streamBoards{senders: make(map[string]*[6]*int64)}
+				for i, p := range bk {
+					sb.boards[i] = m.board("stream:" + g.StreamID + ":" + p)
+				}
+				d.streams[g.StreamID] = sb
 			}
-			d.streams[g.StreamID] = sb
+			sbID = g.StreamID
 		}
-		for i := range bk {
-			if g.Sender != "" && g.Coins > 0 {
-				sb[i][g.Sender] += g.Coins
-				d.gifters[i][g.Sender] += g.Coins
+		if g.Sender != "" && g.Coins > 0 {
+			c := sb.senders[g.Sender]
+			if c == nil {
+				c = new([6]*int64)
+				for i := range bk {
+					c[i], c[3+i] = cell(sb.boards[i], g.Sender), cell(d.gifters[i], g.Sender)
+				}
+				sb.senders[g.Sender] = c
 			}
-			if g.Streamer != "" && g.Earned > 0 {
-				d.streamers[i][g.Streamer] += g.Earned
+			for _, p := range c {
+				*p += g.Coins
+			}
+		}
+		if g.Streamer != "" && g.Earned > 0 {
+			c := d.earners[g.Streamer]
+			if c == nil {
+				c = new([3]*int64)
+				for i := range bk {
+					c[i] = cell(d.streamers[i], g.Streamer)
+				}
+				d.earners[g.Streamer] = c
+			}
+			for _, p := range c {
+				*p += g.Earned
 			}
 		}
 	}
@@ -201,13 +237,24 @@ func (m *MemoryLeaderboard) Add(_ context.Context, gifts []GiftRecord) error {
 }
 
 // board returns the board stored under key, made empty if missing.
-func (m *MemoryLeaderboard) board(key string) map[string]int64 {
+func (m *MemoryLeaderboard) board(key string) map[string]*int64 {
 	b := m.boards[key]
 	if b == nil {
-		b = make(map[string]int64)
+		b = make(map[string]*int64)
 		m.boards[key] = b
 	}
 	return b
+}
+
+// cell returns member's score on board b, added at 0 if missing; call it
+// only to add to the score, so no member stands on a board with nothing.
+func cell(b map[string]*int64, member string) *int64 {
+	c := b[member]
+	if c == nil {
+		c = new(int64)
+		b[member] = c
+	}
+	return c
 }
 
 // Top implements Leaderboard.
@@ -216,7 +263,7 @@ func (m *MemoryLeaderboard) Top(_ context.Context, b Board, n int) ([]Standing, 
 	board := m.boards[b.Key()]
 	out := make([]Standing, 0, len(board))
 	for id, c := range board {
-		out = append(out, Standing{ID: id, Coins: c})
+		out = append(out, Standing{ID: id, Coins: *c})
 	}
 	m.mu.Unlock()
 	sortStandings(out)
@@ -229,7 +276,7 @@ func (m *MemoryLeaderboard) Top(_ context.Context, b Board, n int) ([]Standing, 
 // Reset implements Leaderboard.
 func (m *MemoryLeaderboard) Reset(context.Context) error {
 	m.mu.Lock()
-	m.boards = make(map[string]map[string]int64)
+	m.boards = make(map[string]map[string]*int64)
 	m.day = nil
 	m.mu.Unlock()
 	return nil

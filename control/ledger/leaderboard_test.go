@@ -175,15 +175,15 @@ func TestMemoryLeaderboardMatchesIncrements(t *testing.T) {
 	defer m.mu.Unlock()
 	for key, w := range want {
 		for member, score := range w {
-			if got := m.boards[key][member]; got != score {
-				t.Fatalf("%s %s: %d, want %d", key, member, got, score)
+			if c := m.boards[key][member]; c == nil || *c != score {
+				t.Fatalf("%s %s: %v, want %d", key, member, c, score)
 			}
 		}
 	}
 	for key, b := range m.boards {
 		for member, score := range b {
-			if score != want[key][member] {
-				t.Fatalf("extra %s %s: %d", key, member, score)
+			if *score != want[key][member] {
+				t.Fatalf("extra %s %s: %d", key, member, *score)
 			}
 		}
 	}

@@ -41,15 +41,34 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 }
 
+// FuzzMatchPath checks matchPath against splitting the path the obvious
+// way, on the gift route's pattern.
 func FuzzMatchPath(f *testing.F) {
 	f.Add("/api/v1/streams/s1/gifts")
 	f.Add("/api/v1/admin/withdrawals//approve")
 	f.Add("//")
-	pat := splitPath("/api/v1/streams/{id}/gifts")
+	const pattern = "/api/v1/streams/{id}/gifts"
+	pat := parsePattern(pattern)
+	want := strings.Split(strings.Trim(pattern, "/"), "/")
 	f.Fuzz(func(t *testing.T, path string) {
-		p, ok := matchPath(pat, splitPath(path))
-		if ok && (p["id"] == "" || strings.Contains(p["id"], "/")) {
-			t.Fatalf("%q matched with id %q", path, p["id"])
+		p, ok := matchPath(pat, path)
+		if ok && (p.get("id") == "" || strings.Contains(p.get("id"), "/")) {
+			t.Fatalf("%q matched with id %q", path, p.get("id"))
+		}
+		segs := strings.Split(strings.Trim(path, "/"), "/")
+		refOK := len(segs) == len(want)
+		for i := 0; refOK && i < len(want); i++ {
+			if want[i] == "{id}" {
+				refOK = segs[i] != ""
+			} else {
+				refOK = segs[i] == want[i]
+			}
+		}
+		if ok != refOK {
+			t.Fatalf("%q: matched %v, splitting says %v", path, ok, refOK)
+		}
+		if ok && p.get("id") != segs[3] {
+			t.Fatalf("%q: id %q, splitting says %q", path, p.get("id"), segs[3])
 		}
 	})
 }

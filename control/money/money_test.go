@@ -3,6 +3,7 @@ package money
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -125,8 +126,8 @@ func TestMountedMoneyRoutes(t *testing.T) {
 	if env.Data["coins"] != float64(7) || env.Data["stream_id"] != in.ID {
 		t.Fatalf("gift event %+v", env.Data)
 	}
-	if _, _, err := (bridge{s}).StreamOwner(context.Background(), "missing"); err == nil {
-		t.Fatal("unknown stream has an owner")
+	if _, _, err := (bridge{s}).StreamOwner(context.Background(), "missing"); !errors.Is(err, ledger.ErrStreamNotFound) {
+		t.Fatalf("unknown stream: %v, want ledger.ErrStreamNotFound (404)", err)
 	}
 }
 

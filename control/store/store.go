@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -27,6 +29,10 @@ var ErrConflict = errors.New("already exists")
 // Store is the control plane's data access.
 type Store struct {
 	db *sqldb.DB
+
+	// ownerMu guards preparing ownerStmt (StreamOwner), once it worked.
+	ownerMu   sync.Mutex
+	ownerStmt atomic.Pointer[sql.Stmt]
 }
 
 // New wraps an open database; call Migrate before use.
