@@ -93,10 +93,20 @@ func (a *API) getEarnings(ctx *fasthttp.RequestCtx, _ params, who caller) {
 }
 
 // dailyCredits sums gift credits to an account per UTC day and stream.
+// A streamer's earnings are the credit of their gifts' first leg (an
+// index); the platform's commission is a later leg of every gift, so its
+// report reads the period's gifts by time (transfer ids start with their
+// creation time in hex milliseconds).
 func (a *API) dailyCredits(rc context.Context, acct AccountID, days int) ([]EarningsDay, error) {
-	since := a.now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -(days - 1)).UnixMicro()
+	sinceT := a.now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -(days - 1))
+	since := sinceT.UnixMicro()
 	db := a.l.db
-	rows, err := db.QueryContext(rc, db.Rebind("SELECT stream_id, amount, created_at FROM ledger_entries WHERE credit = ? AND created_at >= ? AND kind = ?"), string(acct), since, TransferGift)
+	q, args := "SELECT stream_id, legs, created_at FROM ledger_transfers WHERE credit = ? AND created_at >= ? AND kind = ?", []any{string(acct), since, TransferGift}
+	if acct == Platform {
+		q = "SELECT stream_id, legs, created_at FROM ledger_transfers WHERE id >= ? AND created_at >= ? AND kind = ?"
+		args[0] = string(appendHex([]byte("tr_"), uint64(sinceT.UnixMilli()), 12))
+	}
+	rows, err := db.QueryContext(rc, db.Rebind(q), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -104,10 +114,23 @@ func (a *API) dailyCredits(rc context.Context, acct AccountID, days int) ([]Earn
 	type k struct{ day, stream string }
 	agg := make(map[k]*EarningsDay)
 	for rows.Next() {
-		var stream string
-		var amt, at int64
-		if err := rows.Scan(&stream, &amt, &at); err != nil {
+		var stream, raw string
+		var at int64
+		if err := rows.Scan(&stream, &raw, &at); err != nil {
 			return nil, err
+		}
+		legs, err := parseLegs(raw)
+		if err != nil {
+			return nil, err
+		}
+		var amt int64
+		for _, l := range legs {
+			if l.To == acct {
+				amt += l.Amount
+			}
+		}
+		if amt == 0 {
+			continue
 		}
 		key := k{time.UnixMicro(at).UTC().Format("2006-01-02"), stream}
 		d := agg[key]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -52,39 +53,54 @@ func (a *API) listTransactions(ctx *fasthttp.RequestCtx, _ params, who caller) {
 	db := a.l.db
 	var out []TransactionView
 	for _, acct := range []AccountID{Wallet(who.id), Earnings(who.id), Hold(who.id)} {
-		// Each side walks its own (account, created_at) index backwards
-		// and stops at the limit (the debit side scans on SQLite, which
-		// has no debit index: see schema.go); an OR over both would sort
-		// every entry of a busy account (a streamer's millions of credits).
-		// Ties (the legs of one transfer) are broken by transfer and leg.
-		rows, err := db.QueryContext(rc, db.Rebind(`SELECT transfer_id, kind, debit, credit, amount, stream_id, created_at FROM (
-			SELECT * FROM (SELECT transfer_id, seq, kind, debit, credit, amount, stream_id, created_at FROM ledger_entries WHERE credit = ? ORDER BY created_at DESC, transfer_id DESC, seq DESC LIMIT ?) AS c
+		// Each side walks its own (account, created_at) index of the
+		// transfers' first legs backwards and stops at the limit (the debit
+		// side scans on SQLite, which has no debit index: see schema.go);
+		// an OR over both would sort every transfer of a busy account (a
+		// streamer's millions of gifts). A user's accounts are always in a
+		// transfer's first leg (schema.go); every leg of a transfer found
+		// that touches acct is a line, the later legs first.
+		rows, err := db.QueryContext(rc, db.Rebind(`SELECT id, kind, legs, stream_id, created_at FROM (
+			SELECT * FROM (SELECT id, kind, legs, stream_id, created_at FROM ledger_transfers WHERE credit = ? ORDER BY created_at DESC, id DESC LIMIT ?) AS c
 			UNION ALL
-			SELECT * FROM (SELECT transfer_id, seq, kind, debit, credit, amount, stream_id, created_at FROM ledger_entries WHERE debit = ? ORDER BY created_at DESC, transfer_id DESC, seq DESC LIMIT ?) AS d
-			) AS e ORDER BY created_at DESC, transfer_id DESC, seq DESC LIMIT ?`), string(acct), limit, string(acct), limit, limit)
+			SELECT * FROM (SELECT id, kind, legs, stream_id, created_at FROM ledger_transfers WHERE debit = ? ORDER BY created_at DESC, id DESC LIMIT ?) AS d
+			) AS e ORDER BY created_at DESC, id DESC LIMIT ?`), string(acct), limit, string(acct), limit, limit)
 		if err != nil {
 			a.internal(ctx, err)
 			return
 		}
 		for rows.Next() {
-			var t TransactionView
-			var debit, credit string
+			var id, kind, raw, stream string
 			var at int64
-			if err := rows.Scan(&t.TransferID, &t.Kind, &debit, &credit, &t.Amount, &t.StreamID, &at); err != nil {
+			if err := rows.Scan(&id, &kind, &raw, &stream, &at); err != nil {
 				rows.Close()
 				a.internal(ctx, err)
 				return
 			}
-			t.At = time.UnixMicro(at).UTC()
-			t.Account = string(acct)
-			if debit == string(acct) {
-				t.Amount, t.Counter = -t.Amount, credit
-			} else {
-				t.Counter = debit
+			legs, err := parseLegs(raw)
+			if err != nil {
+				rows.Close()
+				a.internal(ctx, fmt.Errorf("transfer %s: %w", id, err))
+				return
 			}
-			out = append(out, t)
+			for k := len(legs) - 1; k >= 0; k-- {
+				l := legs[k]
+				t := TransactionView{TransferID: id, Kind: kind, Account: string(acct), Amount: l.Amount, StreamID: stream, At: time.UnixMicro(at).UTC()}
+				switch acct {
+				case l.From:
+					t.Amount, t.Counter = -l.Amount, string(l.To)
+				case l.To:
+					t.Counter = string(l.From)
+				default:
+					continue
+				}
+				out = append(out, t)
+			}
 		}
-		rows.Close()
+		if err := rows.Close(); err != nil {
+			a.internal(ctx, err)
+			return
+		}
 	}
 	sortByTimeDesc(out)
 	if len(out) > limit {

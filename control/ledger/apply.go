@@ -193,15 +193,14 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 	out = make([]outcome, len(jobs))
 	accepted := make(map[string]int, len(jobs))
 	changed := make(map[AccountID]bool)
-	var trRows, enRows []any
+	var trRows []any
 	if c == l.conn && l.conn != nil {
-		// The writer reuses its row buffers: growing them anew each batch
+		// The writer reuses its row buffer: growing it anew each batch
 		// was a third of its allocations.
-		trRows, enRows = l.scratch.tr[:0], l.scratch.en[:0]
+		trRows = l.scratch.tr[:0]
 		defer func() {
 			clear(trRows)
-			clear(enRows)
-			l.scratch.tr, l.scratch.en = trRows[:0], enRows[:0]
+			l.scratch.tr = trRows[:0]
 		}()
 	}
 	delta := make(map[AccountID]int64, 4)
@@ -263,10 +262,8 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 		}
 		out[i].r = rc
 		accepted[r.IdempotencyKey] = i
-		trRows = append(trRows, rc.TransferID, r.IdempotencyKey, r.Kind, r.Actor, r.StreamID, r.amount(), r.Meta, r.Fingerprint, rc.Status, string(rc.Body), nowMicro)
-		for seq, leg := range r.Legs {
-			enRows = append(enRows, rc.TransferID, seq, string(leg.From), string(leg.To), leg.Amount, r.Kind, r.Actor, r.StreamID, nowMicro)
-		}
+		trRows = append(trRows, rc.TransferID, r.IdempotencyKey, r.Kind, r.Actor, r.StreamID, r.amount(), r.Meta, r.Fingerprint, rc.Status, string(rc.Body), nowMicro,
+			string(r.Legs[0].From), string(r.Legs[0].To), string(appendLegs(make([]byte, 0, 96), r.Legs)))
 	}
 
 	// A transfer rejected here (funds, a failed effect, a caller gone) may
@@ -297,31 +294,24 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 	}
 
 	// 4. Write everything, commit once.
+	const trCols = "ledger_transfers (id, idem_key, kind, actor, stream_id, amount, meta, fingerprint, resp_status, resp_body, created_at, debit, credit, legs)"
 	if pg {
 		if len(trRows) > 0 {
-			q := "INSERT INTO ledger_transfers (id, idem_key, kind, actor, stream_id, amount, meta, fingerprint, resp_status, resp_body, created_at) SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::int[], ?::text[], ?::bigint[])"
-			if _, err := l.exec(ctx, c, q, columns(trRows, 11)...); err != nil {
+			q := "INSERT INTO " + trCols + " SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::int[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[])"
+			if _, err := l.exec(ctx, c, q, columns(trRows, 14)...); err != nil {
 				return nil, fmt.Errorf("insert transfers: %w", err)
 			}
-			q = "INSERT INTO ledger_entries (transfer_id, seq, debit, credit, amount, kind, actor, stream_id, created_at) SELECT * FROM unnest(?::text[], ?::int[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::bigint[])"
-			if _, err := l.exec(ctx, c, q, columns(enRows, 9)...); err != nil {
-				return nil, fmt.Errorf("insert entries: %w", err)
-			}
 		}
-		trRows, enRows = nil, nil
 	}
-	// SQLite only from here (PostgreSQL wrote its rows above).
-	for _, part := range rowChunks(trRows, 11) {
-		if err := l.insertRows(ctx, c, "ledger_transfers (id, idem_key, kind, actor, stream_id, amount, meta, fingerprint, resp_status, resp_body, created_at)", part, 11); err != nil {
+	for _, part := range rowChunks(trRows, 14) {
+		if pg {
+			break // written above
+		}
+		if err := l.insertRows(ctx, c, trCols, part, 14); err != nil {
 			if !lookup && isUnique(err) {
 				return nil, fmt.Errorf("insert transfers: %w: %v", errKeyUsed, err)
 			}
 			return nil, fmt.Errorf("insert transfers: %w", err)
-		}
-	}
-	for _, part := range rowChunks(enRows, 9) {
-		if err := l.insertRows(ctx, c, "ledger_entries (transfer_id, seq, debit, credit, amount, kind, actor, stream_id, created_at)", part, 9); err != nil {
-			return nil, fmt.Errorf("insert entries: %w", err)
 		}
 	}
 	if pg && len(changed) > 0 {

@@ -8,7 +8,10 @@
 // Coins are int64, never floats. Every movement is a Transfer with a unique
 // idempotency key and one or more legs; a leg debits one account and credits
 // another by a positive amount, so every transfer balances by construction
-// and the sum of all balances is always zero. Accounts are named by string
+// and the sum of all balances is always zero. A transfer is ONE immutable
+// row of ledger_transfers holding its legs (JSON [debit, credit, amount]
+// triples) and, indexed, its first leg's debit and credit accounts
+// (schema.go). Accounts are named by string
 // (see Wallet, Earnings, Platform, Clearing, Hold): no account may go below
 // zero except external clearing accounts ("clearing:PROVIDER"), which stand
 // for money outside the system: a top-up moves coins from clearing:paypal
@@ -28,7 +31,7 @@
 // connection committed: see balanceCache), applies the
 // transfers in order in memory, rejecting individually any that would take a
 // balance below zero or reuse a key with a different request, inserts the
-// transfers and their entries with multi-row INSERTs, writes each changed
+// transfers, legs included, with one multi-row INSERT, writes each changed
 // balance once (the platform account row is updated once per batch, not once
 // per gift), commits once, and only then answers every request of the batch.
 //

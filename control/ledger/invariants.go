@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/liveengine/liveengine/control/sqldb"
@@ -17,15 +18,17 @@ var ErrInvariant = errors.New("ledger invariant violated")
 type Report struct {
 	Accounts  int64 `json:"accounts"`
 	Transfers int64 `json:"transfers"`
-	Entries   int64 `json:"entries"`
+	// Entries counts the legs of the well-formed transfers.
+	Entries int64 `json:"entries"`
 	// Sum is the sum of all balances; it must be zero.
 	Sum int64 `json:"sum"`
 	// Negative lists accounts below zero that may not be.
 	Negative []string `json:"negative,omitempty"`
 	// Mismatched lists accounts whose balance differs from the sum of
-	// their entries.
+	// their legs.
 	Mismatched []string `json:"mismatched,omitempty"`
-	// BadTransfers lists transfers whose legs do not add up.
+	// BadTransfers lists transfers whose legs are malformed or do not add
+	// up (their legs are left out of the balance check).
 	BadTransfers []string `json:"bad_transfers,omitempty"`
 	// OK is true when every check passed.
 	OK bool `json:"ok"`
@@ -44,7 +47,7 @@ func (r Report) Err() error {
 		p = append(p, "negative: "+strings.Join(r.Negative, ", "))
 	}
 	if len(r.Mismatched) > 0 {
-		p = append(p, "balance != entries: "+strings.Join(r.Mismatched, ", "))
+		p = append(p, "balance != legs: "+strings.Join(r.Mismatched, ", "))
 	}
 	if len(r.BadTransfers) > 0 {
 		p = append(p, "unbalanced transfers: "+strings.Join(r.BadTransfers, ", "))
@@ -55,9 +58,12 @@ func (r Report) Err() error {
 // CheckInvariants verifies the whole ledger: the sum of all balances is zero
 // (coins are only moved, never made), no account is below zero unless it is
 // an external clearing account, every balance equals its credits minus its
-// debits, and every transfer's legs add up to its amount with positive
-// amounts. The command `liveengine invariants` calls it; every money test
-// ends with it. It reads one consistent snapshot.
+// debits over every transfer's legs, and every transfer's legs are well
+// formed (positive amounts, no account paying itself, the first leg's
+// accounts in its debit and credit columns) and add up to its amount. The
+// command `liveengine invariants` calls it; every money test ends with it.
+// It reads one consistent snapshot; the legs are checked here, in Go, one
+// transfer at a time.
 func CheckInvariants(ctx context.Context, db *sqldb.DB) (Report, error) {
 	var r Report
 	opts := sql.TxOptions{ReadOnly: true}
@@ -70,57 +76,107 @@ func CheckInvariants(ctx context.Context, db *sqldb.DB) (Report, error) {
 		return r, fmt.Errorf("ledger invariants: %w", err)
 	}
 	defer tx.Rollback()
-	q := func(query string, dst ...any) error {
-		if err := tx.QueryRowContext(ctx, query).Scan(dst...); err != nil {
-			return fmt.Errorf("ledger invariants: %s: %w", query, err)
-		}
-		return nil
+	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*), COALESCE(SUM(balance), 0) FROM ledger_accounts").Scan(&r.Accounts, &r.Sum); err != nil {
+		return r, fmt.Errorf("ledger invariants: accounts: %w", err)
 	}
-	if err := q("SELECT COUNT(*), COALESCE(SUM(balance), 0) FROM ledger_accounts", &r.Accounts, &r.Sum); err != nil {
-		return r, err
-	}
-	if err := q("SELECT COUNT(*) FROM ledger_transfers", &r.Transfers); err != nil {
-		return r, err
-	}
-	if err := q("SELECT COUNT(*) FROM ledger_entries", &r.Entries); err != nil {
-		return r, err
-	}
-	list := func(query string) ([]string, error) {
-		rows, err := tx.QueryContext(ctx, query)
-		if err != nil {
-			return nil, fmt.Errorf("ledger invariants: %w", err)
-		}
-		defer rows.Close()
-		var out []string
-		for rows.Next() {
-			var s string
-			if err := rows.Scan(&s); err != nil {
-				return nil, fmt.Errorf("ledger invariants: %w", err)
-			}
-			out = append(out, s)
-		}
-		return out, rows.Err()
-	}
-	if r.Negative, err = list(`SELECT id FROM ledger_accounts WHERE balance < 0 AND (allow_negative = 0 OR id NOT LIKE 'clearing:%') LIMIT 100`); err != nil {
-		return r, err
-	}
-	if r.Mismatched, err = list(`SELECT a.id FROM ledger_accounts a
-		LEFT JOIN (SELECT credit AS id, SUM(amount) AS s FROM ledger_entries GROUP BY credit) c ON c.id = a.id
-		LEFT JOIN (SELECT debit AS id, SUM(amount) AS s FROM ledger_entries GROUP BY debit) d ON d.id = a.id
-		WHERE a.balance <> COALESCE(c.s, 0) - COALESCE(d.s, 0) LIMIT 100`); err != nil {
-		return r, err
-	}
-	if r.BadTransfers, err = list(`SELECT t.id FROM ledger_transfers t
-		LEFT JOIN (SELECT transfer_id, SUM(amount) AS s, MIN(amount) AS m, SUM(CASE WHEN debit = credit THEN 1 ELSE 0 END) AS self
-			FROM ledger_entries GROUP BY transfer_id) e ON e.transfer_id = t.id
-		WHERE e.s IS NULL OR e.s <> t.amount OR e.m <= 0 OR e.self > 0 LIMIT 100`); err != nil {
-		return r, err
-	}
-	orphans, err := list(`SELECT DISTINCT e.transfer_id FROM ledger_entries e LEFT JOIN ledger_transfers t ON t.id = e.transfer_id WHERE t.id IS NULL LIMIT 100`)
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM ledger_accounts WHERE balance < 0 AND (allow_negative = 0 OR id NOT LIKE 'clearing:%') LIMIT 100`)
 	if err != nil {
-		return r, err
+		return r, fmt.Errorf("ledger invariants: %w", err)
 	}
-	r.BadTransfers = append(r.BadTransfers, orphans...)
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return r, fmt.Errorf("ledger invariants: %w", err)
+		}
+		r.Negative = append(r.Negative, id)
+	}
+	if err := rows.Close(); err != nil {
+		return r, fmt.Errorf("ledger invariants: %w", err)
+	}
+
+	// Every transfer's legs: checked, and summed per account.
+	net := make(map[AccountID]int64)
+	rows, err = tx.QueryContext(ctx, "SELECT id, amount, debit, credit, legs FROM ledger_transfers")
+	if err != nil {
+		return r, fmt.Errorf("ledger invariants: transfers: %w", err)
+	}
+	for rows.Next() {
+		var id, debit, credit, raw string
+		var amount int64
+		if err := rows.Scan(&id, &amount, &debit, &credit, &raw); err != nil {
+			rows.Close()
+			return r, fmt.Errorf("ledger invariants: transfers: %w", err)
+		}
+		r.Transfers++
+		legs, err := parseLegs(raw)
+		if err == nil {
+			err = checkLegs(legs, amount, debit, credit)
+		}
+		if err != nil {
+			if len(r.BadTransfers) < 100 {
+				r.BadTransfers = append(r.BadTransfers, id)
+			}
+			continue
+		}
+		r.Entries += int64(len(legs))
+		for _, l := range legs {
+			net[l.From] -= l.Amount
+			net[l.To] += l.Amount
+		}
+	}
+	if err := rows.Close(); err != nil {
+		return r, fmt.Errorf("ledger invariants: transfers: %w", err)
+	}
+
+	// Every balance against its legs.
+	rows, err = tx.QueryContext(ctx, "SELECT id, balance FROM ledger_accounts")
+	if err != nil {
+		return r, fmt.Errorf("ledger invariants: balances: %w", err)
+	}
+	for rows.Next() {
+		var id string
+		var bal int64
+		if err := rows.Scan(&id, &bal); err != nil {
+			rows.Close()
+			return r, fmt.Errorf("ledger invariants: balances: %w", err)
+		}
+		if bal != net[AccountID(id)] && len(r.Mismatched) < 100 {
+			r.Mismatched = append(r.Mismatched, id)
+		}
+		delete(net, AccountID(id))
+	}
+	if err := rows.Close(); err != nil {
+		return r, fmt.Errorf("ledger invariants: balances: %w", err)
+	}
+	// Legs that moved coins of an account the ledger has no row for.
+	for a, v := range net {
+		if v != 0 && len(r.Mismatched) < 100 {
+			r.Mismatched = append(r.Mismatched, string(a))
+		}
+	}
+	sort.Strings(r.Mismatched)
 	r.OK = r.Sum == 0 && len(r.Negative) == 0 && len(r.Mismatched) == 0 && len(r.BadTransfers) == 0
 	return r, nil
+}
+
+// checkLegs is the rule every stored transfer keeps.
+func checkLegs(legs []Leg, amount int64, debit, credit string) error {
+	if len(legs) == 0 {
+		return errors.New("no legs")
+	}
+	if string(legs[0].From) != debit || string(legs[0].To) != credit {
+		return errors.New("first leg is not the transfer's debit and credit")
+	}
+	var sum int64
+	for _, l := range legs {
+		if l.Amount <= 0 || l.From == l.To {
+			return fmt.Errorf("leg %s -> %s of %d", l.From, l.To, l.Amount)
+		}
+		sum += l.Amount
+	}
+	if sum != amount {
+		return fmt.Errorf("legs sum to %d, transfer says %d", sum, amount)
+	}
+	return nil
 }

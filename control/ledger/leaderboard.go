@@ -301,21 +301,30 @@ func Rebuild(ctx context.Context, db *sqldb.DB, lb Leaderboard) error {
 	if err := lb.Reset(ctx); err != nil {
 		return fmt.Errorf("leaderboard rebuild: reset: %w", err)
 	}
-	rows, err := db.QueryContext(ctx, db.Rebind("SELECT actor, stream_id, credit, amount, created_at FROM ledger_entries WHERE kind = ?"), TransferGift)
+	rows, err := db.QueryContext(ctx, db.Rebind("SELECT id, actor, stream_id, legs, created_at FROM ledger_transfers WHERE kind = ?"), TransferGift)
 	if err != nil {
 		return fmt.Errorf("leaderboard rebuild: %w", err)
 	}
 	defer rows.Close()
 	batch := make([]GiftRecord, 0, 1024)
 	for rows.Next() {
-		var actor, stream, credit string
-		var amount, at int64
-		if err := rows.Scan(&actor, &stream, &credit, &amount, &at); err != nil {
+		var id, actor, stream, raw string
+		var at int64
+		if err := rows.Scan(&id, &actor, &stream, &raw, &at); err != nil {
 			return fmt.Errorf("leaderboard rebuild: %w", err)
 		}
-		g := GiftRecord{Sender: actor, StreamID: stream, Coins: amount, At: time.UnixMicro(at)}
-		if a := AccountID(credit); a.Kind() == KindEarnings {
-			g.Streamer, g.Earned = a.Owner(), amount
+		legs, err := parseLegs(raw)
+		if err != nil {
+			return fmt.Errorf("leaderboard rebuild: transfer %s: %w", id, err)
+		}
+		// As the gift counted when sent: the sender's coins over every leg,
+		// the streamer's share on the earnings leg.
+		g := GiftRecord{Sender: actor, StreamID: stream, At: time.UnixMicro(at)}
+		for _, l := range legs {
+			g.Coins += l.Amount
+			if l.To.Kind() == KindEarnings {
+				g.Streamer, g.Earned = l.To.Owner(), g.Earned+l.Amount
+			}
 		}
 		batch = append(batch, g)
 		if len(batch) == cap(batch) {

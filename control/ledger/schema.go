@@ -3,7 +3,6 @@ package ledger
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/liveengine/liveengine/control/sqldb"
@@ -39,34 +38,11 @@ var schema = []string{
 		fingerprint TEXT NOT NULL DEFAULT '',
 		resp_status INTEGER NOT NULL DEFAULT 0,
 		resp_body TEXT NOT NULL DEFAULT '',
-		created_at BIGINT NOT NULL
+		created_at BIGINT NOT NULL,
+		debit TEXT NOT NULL DEFAULT '',
+		credit TEXT NOT NULL DEFAULT '',
+		legs TEXT NOT NULL DEFAULT ''
 	)`,
-	// On SQLite the entries are a rowid table: a new entry appends to the
-	// rowid B-tree with an integer key, and the credit index carries an
-	// 8-byte rowid instead of (transfer_id, seq). The writer spent 13% less
-	// CPU per gift than with the (transfer_id, seq) primary key WITHOUT
-	// ROWID (BenchmarkApply, batches of 45: 57-61 µs vs 67-70). Nothing
-	// looks an entry up by (transfer_id, seq). Databases created before
-	// keep their WITHOUT ROWID table (same columns, same queries).
-	`CREATE TABLE IF NOT EXISTS ledger_entries (
-		transfer_id TEXT NOT NULL,
-		seq INTEGER NOT NULL,
-		debit TEXT NOT NULL,
-		credit TEXT NOT NULL,
-		amount BIGINT NOT NULL CHECK (amount > 0),
-		kind TEXT NOT NULL,
-		actor TEXT NOT NULL DEFAULT '',
-		stream_id TEXT NOT NULL DEFAULT '',
-		created_at BIGINT NOT NULL` + postgresPart(`,
-		PRIMARY KEY (transfer_id, seq)`) + `
-	)`,
-	`CREATE INDEX IF NOT EXISTS ledger_entries_credit ON ledger_entries (credit, created_at)`,
-	// The debit side of an account's history (GET /wallet/transactions), on
-	// PostgreSQL only: every gift debits a different wallet, so on SQLite
-	// this index dirties about one more random page per gift in the single
-	// writer, +35% of its CPU per gift (BenchmarkApply: 80 vs 59 µs at
-	// batches of 45). SQLite answers the debit side with a scan.
-	`CREATE INDEX IF NOT EXISTS ledger_entries_debit ON ledger_entries (debit, created_at)` + postgresOnly,
 	`CREATE TABLE IF NOT EXISTS ledger_gifts (
 		id TEXT PRIMARY KEY,
 		name TEXT NOT NULL,
@@ -117,31 +93,57 @@ var schema = []string{
 	`CREATE INDEX IF NOT EXISTS ledger_withdrawals_user ON ledger_withdrawals (user_id, created_at)`,
 }
 
+// A transfer carries its legs in its own row (legs, a JSON array of
+// [debit, credit, amount]), and its first leg's accounts in debit and
+// credit, indexed for an account's history and earnings. Until 2026-11-26
+// the legs were rows of their own in ledger_entries; one row per transfer
+// instead of three per gift took the SQLite writer from 55-59 to 38-41 µs of
+// CPU per gift (BenchmarkApply, batches of 64), and on PostgreSQL the
+// entries' insert was the writer's largest statement (42 µs per gift).
+// Every transfer the ledger makes keeps the accounts a user sees (wallet,
+// earnings, hold) in its first leg; the platform's commission legs are
+// found by time (the commission report). Migrate moves an older
+// database's entries into legs once and renames the old table
+// ledger_entries_v1.
+var transferIndexes = []string{
+	`CREATE INDEX IF NOT EXISTS ledger_transfers_credit ON ledger_transfers (credit, created_at)`,
+	// The debit side of an account's history (GET /wallet/transactions), on
+	// PostgreSQL only: every gift debits a different wallet, so on SQLite
+	// this index dirties about one more random page per gift in the single
+	// writer (+35% of its CPU per gift when it indexed the entries,
+	// BenchmarkApply: 80 vs 59 µs at batches of 45). SQLite answers the
+	// debit side with a scan.
+	`CREATE INDEX IF NOT EXISTS ledger_transfers_debit ON ledger_transfers (debit, created_at)` + postgresOnly,
+}
+
 // withoutRowID marks tables that SQLite stores WITHOUT ROWID.
 const withoutRowID = " /*without-rowid*/"
 
 // postgresOnly marks statements Migrate skips on SQLite.
 const postgresOnly = " /*postgres-only*/"
 
-// postgresPart marks a part of a statement Migrate drops on SQLite.
-func postgresPart(s string) string { return "/*pg{*/" + s + "/*}pg*/" }
-
-var postgresParts = regexp.MustCompile(`(?s)/\*pg\{\*/.*?/\*\}pg\*/`)
-
-// Migrate creates the ledger's tables (all prefixed ledger_) when missing.
-// It is idempotent and safe to run at every start.
+// Migrate creates the ledger's tables (all prefixed ledger_) when missing
+// and upgrades older ones. It is idempotent and safe to run at every start.
 func Migrate(ctx context.Context, db *sqldb.DB) error {
-	for _, q := range schema {
+	if err := runSchema(ctx, db, schema); err != nil {
+		return err
+	}
+	if err := addTransferColumns(ctx, db); err != nil {
+		return err
+	}
+	if err := runSchema(ctx, db, transferIndexes); err != nil {
+		return err
+	}
+	return moveEntriesIntoLegs(ctx, db)
+}
+
+func runSchema(ctx context.Context, db *sqldb.DB, stmts []string) error {
+	for _, q := range stmts {
 		if strings.HasSuffix(q, postgresOnly) {
 			if db.Dialect != sqldb.Postgres {
 				continue
 			}
 			q = strings.TrimSuffix(q, postgresOnly)
-		}
-		if db.Dialect == sqldb.SQLite {
-			q = postgresParts.ReplaceAllString(q, "")
-		} else {
-			q = strings.NewReplacer("/*pg{*/", "", "/*}pg*/", "").Replace(q)
 		}
 		if db.Dialect == sqldb.SQLite {
 			// Text-keyed tables stored in their primary key's B-tree: one
