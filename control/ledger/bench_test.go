@@ -147,6 +147,9 @@ func benchGifts(b *testing.B, dialect string, naive bool, clients int) {
 		b.ReportMetric(float64(st.ApplyTime.Microseconds())/float64(st.Batches)/1000, "tx-ms")
 		b.ReportMetric(float64(st.CommitTime.Microseconds())/float64(st.Batches)/1000, "commit-ms")
 		b.ReportMetric(float64(st.CacheDrops), "cache-drops")
+		if st.Answered > 0 {
+			b.ReportMetric(float64(st.AnswerTime.Microseconds())/float64(st.Answered)/1000, "ledger-ms")
+		}
 		if st.Syncs > 0 {
 			b.ReportMetric(float64(st.SyncTime.Microseconds())/float64(st.Syncs)/1000, "fsync-ms")
 		}

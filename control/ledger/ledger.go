@@ -114,6 +114,11 @@ type Stats struct {
 	// KeyRetries counts batches applied twice because they met an
 	// idempotency key committed before (see lookupKeys).
 	KeyRetries int64
+	// Answered counts the group-commit transfers answered, and AnswerTime
+	// adds up their time from queueing to the durable answer (queue wait,
+	// batch, fsync, hand-back).
+	Answered   int64
+	AnswerTime time.Duration
 }
 
 // Ledger is the coin ledger with its single group-committing writer.
@@ -160,6 +165,9 @@ type Ledger struct {
 	// before applying (writer goroutine only; see lookupKeys).
 	lookupBatches int
 	keyRetries    atomic.Int64
+	// waited and waitNanos: group-commit transfers answered, and their
+	// time from queueing to answer (Stats.Answered, AnswerTime).
+	waited, waitNanos atomic.Int64
 
 	transfers, rejected, replayed, batches, maxBatch, fallbacks atomic.Int64
 	commitNanos, applyNanos, syncNanos, syncs                   atomic.Int64
@@ -313,6 +321,7 @@ func (l *Ledger) Stats() Stats {
 		CommitTime: time.Duration(l.commitNanos.Load()), ApplyTime: time.Duration(l.applyNanos.Load()),
 		Syncs: l.syncs.Load(), SyncTime: time.Duration(l.syncNanos.Load()),
 		CacheDrops: l.balanceDrops.Load(), KeyRetries: l.keyRetries.Load(),
+		Answered: l.waited.Load(), AnswerTime: time.Duration(l.waitNanos.Load()),
 	}
 }
 
@@ -322,6 +331,7 @@ func (l *Ledger) Transfer(ctx context.Context, req TransferRequest) (Receipt, er
 	if err := req.validate(); err != nil {
 		return Receipt{}, err
 	}
+	start := time.Now()
 	j := &job{ctx: ctx, req: &req, done: make(chan outcome, 1)}
 	if l.conf.Naive {
 		return l.transferNaive(ctx, j)
@@ -340,6 +350,8 @@ func (l *Ledger) Transfer(ctx context.Context, req TransferRequest) (Receipt, er
 	}
 	select {
 	case o := <-j.done:
+		l.waitNanos.Add(int64(time.Since(start)))
+		l.waited.Add(1)
 		return o.r, o.err
 	case <-ctx.Done():
 		// The transfer may still commit; a retry with the same key tells.

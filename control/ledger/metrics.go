@@ -18,10 +18,12 @@ var (
 	descSyncs     = prometheus.NewDesc("liveengine_ledger_wal_fsyncs_total", "WAL fsyncs in pipelined mode.", nil, nil)
 	descSyncTime  = prometheus.NewDesc("liveengine_ledger_wal_fsync_seconds_total", "Time in WAL fsyncs.", nil, nil)
 	descQueue     = prometheus.NewDesc("liveengine_ledger_queue_length", "Transfers waiting for the writer.", nil, nil)
+	descAnswered  = prometheus.NewDesc("liveengine_ledger_answered_total", "Group-commit transfers answered.", nil, nil)
+	descAnswer    = prometheus.NewDesc("liveengine_ledger_answer_seconds_total", "Time of group-commit transfers from queueing to the durable answer (divide by answered_total for the mean).", nil, nil)
 )
 
 func (c ledgerCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descTransfers, descRejected, descReplayed, descBatches, descFallbacks, descApply, descSyncs, descSyncTime, descQueue} {
+	for _, d := range []*prometheus.Desc{descTransfers, descRejected, descReplayed, descBatches, descFallbacks, descApply, descSyncs, descSyncTime, descQueue, descAnswered, descAnswer} {
 		ch <- d
 	}
 }
@@ -39,5 +41,7 @@ func (c ledgerCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descApply, s.ApplyTime.Seconds())
 	counter(descSyncs, float64(s.Syncs))
 	counter(descSyncTime, s.SyncTime.Seconds())
+	counter(descAnswered, float64(s.Answered))
+	counter(descAnswer, s.AnswerTime.Seconds())
 	ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(len(c.l.queue)))
 }
