@@ -128,7 +128,7 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 	}
 	for _, part := range chunks(missing, chunkRows*3) {
 		if pg {
-			break
+			break // created above
 		}
 		q := "INSERT INTO ledger_accounts (id, balance, allow_negative, created_at) VALUES " + tuples(len(part)/3, "?, 0, ?, ?") + " ON CONFLICT (id) DO NOTHING"
 		if _, err := c.ExecContext(ctx, sqldb.Rebind(d, q), part...); err != nil {

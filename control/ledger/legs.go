@@ -36,12 +36,15 @@ var errBadLegs = errors.New("ledger: malformed legs")
 
 // parseLegs reads a ledger_transfers.legs value.
 func parseLegs(s string) ([]Leg, error) {
-	var raw [][3]json.RawMessage
+	var raw [][]json.RawMessage
 	if err := json.Unmarshal([]byte(s), &raw); err != nil {
 		return nil, fmt.Errorf("%w: %v", errBadLegs, err)
 	}
 	out := make([]Leg, len(raw))
 	for i, r := range raw {
+		if len(r) != 3 {
+			return nil, fmt.Errorf("%w: leg %d has %d fields, want [debit, credit, amount]", errBadLegs, i, len(r))
+		}
 		var from, to string
 		if err := json.Unmarshal(r[0], &from); err != nil {
 			return nil, fmt.Errorf("%w: leg %d debit: %v", errBadLegs, i, err)
