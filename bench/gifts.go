@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,8 +23,11 @@ func init() {
 		summary: "a gift storm: C senders top up (sandbox) and gift a live stream with Idempotency-Key headers, some retried; final invariant check",
 		flags: func(fs *flag.FlagSet) runner {
 			return &giftStorm{
+				fs:      fs,
 				api:     fs.String("api", "http://127.0.0.1:8080", "control API base URL"),
-				n:       fs.Int("n", 20, "concurrent senders (registered at start; registration is rate limited)"),
+				n:       fs.Int("n", 20, "senders: accounts registered and topped up at start (registration is rate limited per IP: raise LIVEENGINE_CONTROL_LIMITS_AUTH_PER_MINUTE for hundreds)"),
+				clients: fs.Int("clients", 0, "concurrent connections gifting, one request in flight each; connection k gifts as sender k mod -n (0: one per sender)"),
+				raw:     fs.Bool("raw", false, "use the raw epoll HTTP/1.1 client (bench/rawhttp: one thread, ~10 µs of client CPU per request) instead of net/http, so the server's ceiling shows; http:// only"),
 				coins:   fs.Int64("topup", 100000, "coins each sender tops up before the storm"),
 				gift:    fs.String("gift", "", "gift id to send; empty: the cheapest active gift of the catalog"),
 				replay:  fs.Float64("replay", 0.1, "fraction of gifts sent twice with the same Idempotency-Key (must charge once)"),
@@ -39,8 +43,11 @@ func init() {
 }
 
 type giftStorm struct {
+	fs      *flag.FlagSet
 	api     *string
 	n       *int
+	clients *int
+	raw     *bool
 	coins   *int64
 	gift    *string
 	replay  *float64
@@ -57,19 +64,38 @@ type giftStorm struct {
 	price    int64
 	ingest   apiStream
 	clip     *Clip
+	host     string // HOST:PORT of -api, for -raw
+	pid      int    // server process, for its CPU per gift
 
 	mu      sync.Mutex
 	charged map[*apiClient]int64 // coins of unique accepted gifts per sender
 }
 
 func (g *giftStorm) prepare(ctx context.Context) error {
-	if *g.n < 1 || *g.coins < 1 || *g.replay < 0 || *g.replay > 1 {
-		return fmt.Errorf("%w: need -n >= 1, -topup >= 1, 0 <= -replay <= 1", ErrUsage)
+	if *g.n < 1 || *g.clients < 0 || *g.coins < 1 || *g.replay < 0 || *g.replay > 1 {
+		return fmt.Errorf("%w: need -n >= 1, -clients >= 0, -topup >= 1, 0 <= -replay <= 1", ErrUsage)
 	}
-	if u, err := url.Parse(*g.api); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+	if *g.clients == 0 {
+		*g.clients = *g.n
+	}
+	u, err := url.Parse(*g.api)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		return fmt.Errorf("%w: -api %q is not an http(s) URL", ErrUsage, *g.api)
 	}
-	g.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * *g.n}}
+	if *g.raw {
+		if u.Scheme != "http" || u.Port() == "" {
+			return fmt.Errorf("%w: -raw needs -api http://HOST:PORT (no TLS), got %q", ErrUsage, *g.api)
+		}
+		g.host = u.Host
+	}
+	if pid, _ := strconv.Atoi(flagString(g.fs, "server-pid")); pid > 0 {
+		g.pid = pid
+	} else if name := flagString(g.fs, "server-name"); name != "" {
+		if g.pid, err = FindProcess(name); err != nil {
+			return err
+		}
+	}
+	g.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * *g.clients}}
 	g.charged = map[*apiClient]int64{}
 	run := randomHex(4)
 	g.streamer = newAPIClient(*g.api, g.hc)
@@ -127,24 +153,57 @@ func (g *giftStorm) prepare(ctx context.Context) error {
 	if g.giftID == "" {
 		return fmt.Errorf("%w: no active gift %q in the catalog (an admin adds one; or pass -admin)", ErrAPI, *g.gift)
 	}
-	for i := 1; i <= *g.n; i++ {
-		c := newAPIClient(*g.api, g.hc)
-		if _, err := c.register(ctx, run, i, ""); err != nil {
-			return err
-		}
-		var order struct {
-			OrderID string `json:"order_id"`
-		}
-		if _, err := c.call(ctx, http.MethodPost, "/api/v1/wallet/topups", map[string]any{"coins": *g.coins, "provider": "sandbox"}, &order,
-			"Idempotency-Key", "topup-"+randomHex(8)); err != nil {
-			return fmt.Errorf("top up: %w", err)
-		}
-		if _, err := c.call(ctx, http.MethodPost, "/api/v1/payments/sandbox/orders/"+order.OrderID+"/complete", nil, nil); err != nil {
-			return fmt.Errorf("complete top-up %s: %w", order.OrderID, err)
-		}
-		g.senders = append(g.senders, c)
+	// Senders sign up four at a time: the server's password hashing, not
+	// the round trips, sets the pace, and a few in flight keep both cores
+	// busy without tripping over the registration limit any sooner.
+	g.senders = make([]*apiClient, *g.n)
+	errs := make(chan error, *g.n)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < min(4, *g.n); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				c, err := g.newSender(ctx, run, i+1)
+				if err != nil {
+					errs <- err
+					continue
+				}
+				g.senders[i] = c
+			}
+		}()
+	}
+	for i := range *g.n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
 	}
 	return nil
+}
+
+// newSender registers sender i and tops its wallet up through the sandbox
+// provider.
+func (g *giftStorm) newSender(ctx context.Context, run string, i int) (*apiClient, error) {
+	c := newAPIClient(*g.api, g.hc)
+	if _, err := c.register(ctx, run, i, ""); err != nil {
+		return nil, err
+	}
+	var order struct {
+		OrderID string `json:"order_id"`
+	}
+	if _, err := c.call(ctx, http.MethodPost, "/api/v1/wallet/topups", map[string]any{"coins": *g.coins, "provider": "sandbox"}, &order,
+		"Idempotency-Key", "topup-"+randomHex(8)); err != nil {
+		return nil, fmt.Errorf("top up: %w", err)
+	}
+	if _, err := c.call(ctx, http.MethodPost, "/api/v1/payments/sandbox/orders/"+order.OrderID+"/complete", nil, nil); err != nil {
+		return nil, fmt.Errorf("complete top-up %s: %w", order.OrderID, err)
+	}
+	return c, nil
 }
 
 // addGift signs in as the admin (registering the account the first time)
@@ -207,15 +266,7 @@ func (g *giftStorm) run(ctx context.Context, r *Run) error {
 			return err
 		}
 	}
-	var wg sync.WaitGroup
-	for _, c := range g.senders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			g.sender(ctx, r, c)
-		}()
-	}
-	wg.Wait()
+	g.storm(ctx, r)
 	stopPublishing()
 	pubWG.Wait()
 	return g.check(r)
@@ -244,6 +295,50 @@ func (g *giftStorm) waitLive(ctx context.Context) error {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// storm gifts until ctx ends with -clients connections, and notes the
+// storm's own figures: gifts/s over the storm alone (the report's average
+// also counts the wait for the stream to go live), request latency, and the
+// server's and this process's CPU per gift.
+func (g *giftStorm) storm(ctx context.Context, r *Run) {
+	var cpu0 uint64
+	if g.pid > 0 {
+		cpu0, _ = procTicks(g.pid)
+	}
+	self0, ops0, errs0, start := selfCPU(), r.Ops.Load(), r.Errors.Load(), time.Now()
+	client := "net/http"
+	if *g.raw {
+		client = "raw epoll"
+		if err := g.stormRaw(ctx, r); err != nil {
+			r.Error(err)
+		}
+	} else {
+		var wg sync.WaitGroup
+		for k := range *g.clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				g.sender(ctx, r, g.senders[k%len(g.senders)])
+			}()
+		}
+		wg.Wait()
+	}
+	dur := time.Since(start)
+	gifts := r.Ops.Load() - ops0
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(max(gifts, 1)) }
+	r.mu.Lock()
+	lat := newDist(r.opLat)
+	r.mu.Unlock()
+	r.Note("storm: %d gifts in %.1f s = %.0f gifts/s, %d failed; request p50 %.1f ms, p99 %.1f ms; %d clients (%s) over %d senders",
+		gifts, dur.Seconds(), float64(gifts)/dur.Seconds(), r.Errors.Load()-errs0, lat.P50, lat.P99, *g.clients, client, len(g.senders))
+	if g.pid > 0 {
+		cpu1, _ := procTicks(g.pid)
+		srv := time.Duration(cpu1-cpu0) * (time.Second / clockTicks)
+		r.Note("server pid %d: CPU %.2f s = %.1f µs per gift (%.0f%% of one core)", g.pid, srv.Seconds(), per(srv), 100*srv.Seconds()/dur.Seconds())
+	}
+	self := selfCPU() - self0
+	r.Note("client (this process, the RTMP publisher included): CPU %.2f s = %.1f µs per gift", self.Seconds(), per(self))
 }
 
 // sender gifts as fast as the API answers; a share of requests is sent a
