@@ -97,8 +97,10 @@ func TestLoopServerCloses(t *testing.T) {
 		}
 	}()
 	l := &Loop{Addr: ln.Addr().String(), Conns: 2, Timeout: 30 * time.Second,
-		Request: func(c int, buf []byte) ([]byte, bool) { return append(buf, "GET / HTTP/1.1\r\nHost: t\r\n\r\n"...), true },
-		Answer:  func(int, Answer) {}}
+		Request: func(c int, buf []byte) ([]byte, bool) {
+			return append(buf, "GET / HTTP/1.1\r\nHost: t\r\n\r\n"...), true
+		},
+		Answer: func(int, Answer) {}}
 	if err := l.Run(); err == nil {
 		t.Fatal("no error for a closed connection")
 	}
