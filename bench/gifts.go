@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -35,6 +36,8 @@ func init() {
 				stream:  fs.String("stream", "", "gift this live stream id instead of creating and publishing one"),
 				admin:   fs.String("admin", "", "username listed in control.admins: registered (or signed in) to add a bench gift when the catalog has no active gift"),
 				adminPw: fs.String("admin-password", "bench-admin-password", "password of -admin"),
+				metrics: fs.String("metrics", "", "the server's Prometheus /metrics URL (e.g. http://127.0.0.1:8888/metrics): note the ledger's gifts per batch, transaction and fsync time over the storm, as BenchmarkGifts reports them"),
+				idle:    fs.Duration("idle", 2*time.Second, "with -server-pid/-server-name: sample the server's CPU this long with the stream live before the storm, and subtract that rate from its CPU per gift (0: do not)"),
 			}
 		},
 		target:      func(fs *flag.FlagSet) string { return flagString(fs, "api") },
@@ -55,6 +58,8 @@ type giftStorm struct {
 	stream  *string
 	admin   *string
 	adminPw *string
+	metrics *string
+	idle    *time.Duration
 
 	hc       *http.Client
 	streamer *apiClient
@@ -302,6 +307,20 @@ func (g *giftStorm) waitLive(ctx context.Context) error {
 // also counts the wait for the stream to go live), request latency, and the
 // server's and this process's CPU per gift.
 func (g *giftStorm) storm(ctx context.Context, r *Run) {
+	// The server's CPU with the stream live and no gifts (RTMP ingest,
+	// packaging, timers), to tell the gifts' share apart.
+	var idleRate float64 // CPU seconds per second
+	if g.pid > 0 && *g.idle > 0 {
+		t0, _ := procTicks(g.pid)
+		at := time.Now()
+		select {
+		case <-ctx.Done():
+		case <-time.After(*g.idle):
+		}
+		t1, _ := procTicks(g.pid)
+		idleRate = float64(t1-t0) / clockTicks / time.Since(at).Seconds()
+	}
+	m0 := g.ledgerMetrics(ctx)
 	var cpu0 uint64
 	if g.pid > 0 {
 		cpu0, _ = procTicks(g.pid)
@@ -335,10 +354,54 @@ func (g *giftStorm) storm(ctx context.Context, r *Run) {
 	if g.pid > 0 {
 		cpu1, _ := procTicks(g.pid)
 		srv := time.Duration(cpu1-cpu0) * (time.Second / clockTicks)
-		r.Note("server pid %d: CPU %.2f s = %.1f µs per gift (%.0f%% of one core)", g.pid, srv.Seconds(), per(srv), 100*srv.Seconds()/dur.Seconds())
+		net := srv - time.Duration(idleRate*dur.Seconds()*float64(time.Second))
+		r.Note("server pid %d: CPU %.2f s = %.1f µs per gift (%.0f%% of one core); %.1f µs per gift over its %.1f%% with the stream live and no gifts",
+			g.pid, srv.Seconds(), per(srv), 100*srv.Seconds()/dur.Seconds(), per(net), 100*idleRate)
+	}
+	if m1 := g.ledgerMetrics(context.WithoutCancel(ctx)); m0 != nil && m1 != nil {
+		b := m1["batches_total"] - m0["batches_total"]
+		fs := m1["wal_fsyncs_total"] - m0["wal_fsyncs_total"]
+		r.Note("ledger (from -metrics): %.0f transfers in %.0f batches = %.1f gifts/batch, transaction %.2f ms per batch, fsync %.2f ms (%.0f fsyncs)",
+			m1["transfers_total"]-m0["transfers_total"], b, (m1["transfers_total"]-m0["transfers_total"])/max(b, 1),
+			1000*(m1["transaction_seconds_total"]-m0["transaction_seconds_total"])/max(b, 1),
+			1000*(m1["wal_fsync_seconds_total"]-m0["wal_fsync_seconds_total"])/max(fs, 1), fs)
 	}
 	self := selfCPU() - self0
 	r.Note("client (this process, the RTMP publisher included): CPU %.2f s = %.1f µs per gift", self.Seconds(), per(self))
+}
+
+// ledgerMetrics reads the ledger's counters (liveengine_ledger_*, without
+// the prefix) from -metrics; nil without -metrics or when it cannot be
+// read (the storm's figures stand without it).
+func (g *giftStorm) ledgerMetrics(ctx context.Context) map[string]float64 {
+	if *g.metrics == "" {
+		return nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *g.metrics, nil)
+	if err != nil {
+		return nil
+	}
+	res, err := g.hc.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(res.Body, 8<<20))
+	if err != nil || res.StatusCode != http.StatusOK {
+		return nil
+	}
+	m := map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		name, val, ok := strings.Cut(line, " ")
+		rest, isLedger := strings.CutPrefix(name, "liveengine_ledger_")
+		if !ok || !isLedger || strings.Contains(rest, "{") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+			m[rest] = v
+		}
+	}
+	return m
 }
 
 // sender gifts as fast as the API answers; a share of requests is sent a

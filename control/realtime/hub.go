@@ -233,7 +233,8 @@ type JSONAppender interface {
 // Publish sends a message to a topic on the bus; every hub with listeners
 // on the topic, this one included, delivers it.
 func (h *Hub) Publish(ctx context.Context, topicName string, env Envelope) error {
-	payload, ok := appendEnvelope(nil, env)
+	// 512 bytes hold a gift event: no growing on the way.
+	payload, ok := appendEnvelope(make([]byte, 0, 512), env)
 	if !ok {
 		var err error
 		if payload, err = json.Marshal(env); err != nil {
