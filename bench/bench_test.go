@@ -378,16 +378,28 @@ func TestGiftsAgainstInProcessPlatform(t *testing.T) {
 		m.Close()
 	})
 
-	rep := runScenario(t, context.Background(), "gifts", "-api", "http://"+ctl.Addr(), "-n", "3", "-admin", "benchadmin",
-		"-publish-clip", testClip(t), "-duration", "12s")
-	if rep == nil {
-		t.FailNow()
-	}
-	logReport(t, rep)
-	if rep.Ops == 0 || rep.Errors != 0 {
-		t.Errorf("gifts: %d accepted, %d errors: %v", rep.Ops, rep.Errors, rep.ErrorSample)
-	}
-	if len(rep.Notes) == 0 || !strings.Contains(rep.Notes[0], " 0 violations") {
-		t.Errorf("gifts: invariant note %q", rep.Notes)
+	// The net/http client, one connection per sender; then the raw epoll
+	// client with two connections per sender (a sender's gifts race each
+	// other) and every third gift replayed, the server's CPU sampled.
+	for _, mode := range [][]string{
+		{"-n", "3", "-duration", "12s"},
+		{"-n", "3", "-clients", "6", "-raw", "-replay", "0.3", "-duration", "8s", "-server-pid", itoa(os.Getpid())},
+	} {
+		args := append([]string{"gifts", "-api", "http://" + ctl.Addr(), "-admin", "benchadmin", "-publish-clip", testClip(t)}, mode...)
+		rep := runScenario(t, context.Background(), args...)
+		if rep == nil {
+			t.FailNow()
+		}
+		logReport(t, rep)
+		if rep.Ops == 0 || rep.Errors != 0 {
+			t.Errorf("gifts %v: %d accepted, %d errors: %v", mode, rep.Ops, rep.Errors, rep.ErrorSample)
+		}
+		notes := strings.Join(rep.Notes, "\n")
+		if !strings.Contains(notes, " 0 violations") || !strings.Contains(notes, "µs per gift") {
+			t.Errorf("gifts %v: notes %q", mode, rep.Notes)
+		}
+		if len(mode) > 4 && mode[4] == "-raw" && (rep.Frames == 0 || !strings.Contains(notes, "server pid")) {
+			t.Errorf("gifts %v: %d replays checked, notes %q", mode, rep.Frames, rep.Notes)
+		}
 	}
 }

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,8 +24,11 @@ func init() {
 		summary: "a gift storm: C senders top up (sandbox) and gift a live stream with Idempotency-Key headers, some retried; final invariant check",
 		flags: func(fs *flag.FlagSet) runner {
 			return &giftStorm{
+				fs:      fs,
 				api:     fs.String("api", "http://127.0.0.1:8080", "control API base URL"),
-				n:       fs.Int("n", 20, "concurrent senders (registered at start; registration is rate limited)"),
+				n:       fs.Int("n", 20, "senders: accounts registered and topped up at start (registration is rate limited per IP: raise LIVEENGINE_CONTROL_LIMITS_AUTH_PER_MINUTE for hundreds)"),
+				clients: fs.Int("clients", 0, "concurrent connections gifting, one request in flight each; connection k gifts as sender k mod -n (0: one per sender)"),
+				raw:     fs.Bool("raw", false, "use the raw epoll HTTP/1.1 client (bench/rawhttp: one thread, ~10 µs of client CPU per request) instead of net/http, so the server's ceiling shows; http:// only"),
 				coins:   fs.Int64("topup", 100000, "coins each sender tops up before the storm"),
 				gift:    fs.String("gift", "", "gift id to send; empty: the cheapest active gift of the catalog"),
 				replay:  fs.Float64("replay", 0.1, "fraction of gifts sent twice with the same Idempotency-Key (must charge once)"),
@@ -31,6 +36,8 @@ func init() {
 				stream:  fs.String("stream", "", "gift this live stream id instead of creating and publishing one"),
 				admin:   fs.String("admin", "", "username listed in control.admins: registered (or signed in) to add a bench gift when the catalog has no active gift"),
 				adminPw: fs.String("admin-password", "bench-admin-password", "password of -admin"),
+				metrics: fs.String("metrics", "", "the server's Prometheus /metrics URL (e.g. http://127.0.0.1:8888/metrics): note the ledger's gifts per batch, transaction and fsync time over the storm, as BenchmarkGifts reports them"),
+				idle:    fs.Duration("idle", 2*time.Second, "with -server-pid/-server-name: sample the server's CPU this long with the stream live before the storm, and subtract that rate from its CPU per gift (0: do not)"),
 			}
 		},
 		target:      func(fs *flag.FlagSet) string { return flagString(fs, "api") },
@@ -39,8 +46,11 @@ func init() {
 }
 
 type giftStorm struct {
+	fs      *flag.FlagSet
 	api     *string
 	n       *int
+	clients *int
+	raw     *bool
 	coins   *int64
 	gift    *string
 	replay  *float64
@@ -48,6 +58,8 @@ type giftStorm struct {
 	stream  *string
 	admin   *string
 	adminPw *string
+	metrics *string
+	idle    *time.Duration
 
 	hc       *http.Client
 	streamer *apiClient
@@ -57,19 +69,38 @@ type giftStorm struct {
 	price    int64
 	ingest   apiStream
 	clip     *Clip
+	host     string // HOST:PORT of -api, for -raw
+	pid      int    // server process, for its CPU per gift
 
 	mu      sync.Mutex
 	charged map[*apiClient]int64 // coins of unique accepted gifts per sender
 }
 
 func (g *giftStorm) prepare(ctx context.Context) error {
-	if *g.n < 1 || *g.coins < 1 || *g.replay < 0 || *g.replay > 1 {
-		return fmt.Errorf("%w: need -n >= 1, -topup >= 1, 0 <= -replay <= 1", ErrUsage)
+	if *g.n < 1 || *g.clients < 0 || *g.coins < 1 || *g.replay < 0 || *g.replay > 1 {
+		return fmt.Errorf("%w: need -n >= 1, -clients >= 0, -topup >= 1, 0 <= -replay <= 1", ErrUsage)
 	}
-	if u, err := url.Parse(*g.api); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+	if *g.clients == 0 {
+		*g.clients = *g.n
+	}
+	u, err := url.Parse(*g.api)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		return fmt.Errorf("%w: -api %q is not an http(s) URL", ErrUsage, *g.api)
 	}
-	g.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * *g.n}}
+	if *g.raw {
+		if u.Scheme != "http" || u.Port() == "" {
+			return fmt.Errorf("%w: -raw needs -api http://HOST:PORT (no TLS), got %q", ErrUsage, *g.api)
+		}
+		g.host = u.Host
+	}
+	if pid, _ := strconv.Atoi(flagString(g.fs, "server-pid")); pid > 0 {
+		g.pid = pid
+	} else if name := flagString(g.fs, "server-name"); name != "" {
+		if g.pid, err = FindProcess(name); err != nil {
+			return err
+		}
+	}
+	g.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * *g.clients}}
 	g.charged = map[*apiClient]int64{}
 	run := randomHex(4)
 	g.streamer = newAPIClient(*g.api, g.hc)
@@ -127,24 +158,57 @@ func (g *giftStorm) prepare(ctx context.Context) error {
 	if g.giftID == "" {
 		return fmt.Errorf("%w: no active gift %q in the catalog (an admin adds one; or pass -admin)", ErrAPI, *g.gift)
 	}
-	for i := 1; i <= *g.n; i++ {
-		c := newAPIClient(*g.api, g.hc)
-		if _, err := c.register(ctx, run, i, ""); err != nil {
-			return err
-		}
-		var order struct {
-			OrderID string `json:"order_id"`
-		}
-		if _, err := c.call(ctx, http.MethodPost, "/api/v1/wallet/topups", map[string]any{"coins": *g.coins, "provider": "sandbox"}, &order,
-			"Idempotency-Key", "topup-"+randomHex(8)); err != nil {
-			return fmt.Errorf("top up: %w", err)
-		}
-		if _, err := c.call(ctx, http.MethodPost, "/api/v1/payments/sandbox/orders/"+order.OrderID+"/complete", nil, nil); err != nil {
-			return fmt.Errorf("complete top-up %s: %w", order.OrderID, err)
-		}
-		g.senders = append(g.senders, c)
+	// Senders sign up four at a time: the server's password hashing, not
+	// the round trips, sets the pace, and a few in flight keep both cores
+	// busy without tripping over the registration limit any sooner.
+	g.senders = make([]*apiClient, *g.n)
+	errs := make(chan error, *g.n)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < min(4, *g.n); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				c, err := g.newSender(ctx, run, i+1)
+				if err != nil {
+					errs <- err
+					continue
+				}
+				g.senders[i] = c
+			}
+		}()
+	}
+	for i := range *g.n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
 	}
 	return nil
+}
+
+// newSender registers sender i and tops its wallet up through the sandbox
+// provider.
+func (g *giftStorm) newSender(ctx context.Context, run string, i int) (*apiClient, error) {
+	c := newAPIClient(*g.api, g.hc)
+	if _, err := c.register(ctx, run, i, ""); err != nil {
+		return nil, err
+	}
+	var order struct {
+		OrderID string `json:"order_id"`
+	}
+	if _, err := c.call(ctx, http.MethodPost, "/api/v1/wallet/topups", map[string]any{"coins": *g.coins, "provider": "sandbox"}, &order,
+		"Idempotency-Key", "topup-"+randomHex(8)); err != nil {
+		return nil, fmt.Errorf("top up: %w", err)
+	}
+	if _, err := c.call(ctx, http.MethodPost, "/api/v1/payments/sandbox/orders/"+order.OrderID+"/complete", nil, nil); err != nil {
+		return nil, fmt.Errorf("complete top-up %s: %w", order.OrderID, err)
+	}
+	return c, nil
 }
 
 // addGift signs in as the admin (registering the account the first time)
@@ -207,15 +271,7 @@ func (g *giftStorm) run(ctx context.Context, r *Run) error {
 			return err
 		}
 	}
-	var wg sync.WaitGroup
-	for _, c := range g.senders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			g.sender(ctx, r, c)
-		}()
-	}
-	wg.Wait()
+	g.storm(ctx, r)
 	stopPublishing()
 	pubWG.Wait()
 	return g.check(r)
@@ -244,6 +300,108 @@ func (g *giftStorm) waitLive(ctx context.Context) error {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// storm gifts until ctx ends with -clients connections, and notes the
+// storm's own figures: gifts/s over the storm alone (the report's average
+// also counts the wait for the stream to go live), request latency, and the
+// server's and this process's CPU per gift.
+func (g *giftStorm) storm(ctx context.Context, r *Run) {
+	// The server's CPU with the stream live and no gifts (RTMP ingest,
+	// packaging, timers), to tell the gifts' share apart.
+	var idleRate float64 // CPU seconds per second
+	if g.pid > 0 && *g.idle > 0 {
+		t0, _ := procTicks(g.pid)
+		at := time.Now()
+		select {
+		case <-ctx.Done():
+		case <-time.After(*g.idle):
+		}
+		t1, _ := procTicks(g.pid)
+		idleRate = float64(t1-t0) / clockTicks / time.Since(at).Seconds()
+	}
+	m0 := g.ledgerMetrics(ctx)
+	var cpu0 uint64
+	if g.pid > 0 {
+		cpu0, _ = procTicks(g.pid)
+	}
+	self0, ops0, errs0, start := selfCPU(), r.Ops.Load(), r.Errors.Load(), time.Now()
+	client := "net/http"
+	if *g.raw {
+		client = "raw epoll"
+		if err := g.stormRaw(ctx, r); err != nil {
+			r.Error(err)
+		}
+	} else {
+		var wg sync.WaitGroup
+		for k := range *g.clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				g.sender(ctx, r, g.senders[k%len(g.senders)])
+			}()
+		}
+		wg.Wait()
+	}
+	dur := time.Since(start)
+	gifts := r.Ops.Load() - ops0
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(max(gifts, 1)) }
+	r.mu.Lock()
+	lat := newDist(r.opLat)
+	r.mu.Unlock()
+	r.Note("storm: %d gifts in %.1f s = %.0f gifts/s, %d failed; request p50 %.1f ms, p99 %.1f ms; %d clients (%s) over %d senders",
+		gifts, dur.Seconds(), float64(gifts)/dur.Seconds(), r.Errors.Load()-errs0, lat.P50, lat.P99, *g.clients, client, len(g.senders))
+	if g.pid > 0 {
+		cpu1, _ := procTicks(g.pid)
+		srv := time.Duration(cpu1-cpu0) * (time.Second / clockTicks)
+		net := srv - time.Duration(idleRate*dur.Seconds()*float64(time.Second))
+		r.Note("server pid %d: CPU %.2f s = %.1f µs per gift (%.0f%% of one core); %.1f µs per gift over its %.1f%% with the stream live and no gifts",
+			g.pid, srv.Seconds(), per(srv), 100*srv.Seconds()/dur.Seconds(), per(net), 100*idleRate)
+	}
+	if m1 := g.ledgerMetrics(context.WithoutCancel(ctx)); m0 != nil && m1 != nil {
+		b := m1["batches_total"] - m0["batches_total"]
+		fs := m1["wal_fsyncs_total"] - m0["wal_fsyncs_total"]
+		r.Note("ledger (from -metrics): %.0f transfers in %.0f batches = %.1f gifts/batch, transaction %.2f ms per batch, fsync %.2f ms (%.0f fsyncs)",
+			m1["transfers_total"]-m0["transfers_total"], b, (m1["transfers_total"]-m0["transfers_total"])/max(b, 1),
+			1000*(m1["transaction_seconds_total"]-m0["transaction_seconds_total"])/max(b, 1),
+			1000*(m1["wal_fsync_seconds_total"]-m0["wal_fsync_seconds_total"])/max(fs, 1), fs)
+	}
+	self := selfCPU() - self0
+	r.Note("client (this process, the RTMP publisher included): CPU %.2f s = %.1f µs per gift", self.Seconds(), per(self))
+}
+
+// ledgerMetrics reads the ledger's counters (liveengine_ledger_*, without
+// the prefix) from -metrics; nil without -metrics or when it cannot be
+// read (the storm's figures stand without it).
+func (g *giftStorm) ledgerMetrics(ctx context.Context) map[string]float64 {
+	if *g.metrics == "" {
+		return nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *g.metrics, nil)
+	if err != nil {
+		return nil
+	}
+	res, err := g.hc.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(res.Body, 8<<20))
+	if err != nil || res.StatusCode != http.StatusOK {
+		return nil
+	}
+	m := map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		name, val, ok := strings.Cut(line, " ")
+		rest, isLedger := strings.CutPrefix(name, "liveengine_ledger_")
+		if !ok || !isLedger || strings.Contains(rest, "{") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+			m[rest] = v
+		}
+	}
+	return m
 }
 
 // sender gifts as fast as the API answers; a share of requests is sent a

@@ -61,6 +61,7 @@ func (s *Server) handleEvent(ev engine.Event) error {
 	default:
 		return nil
 	}
+	s.streamInfos.forget(ev.StreamID)
 	if err != nil {
 		// Not acknowledged: the bus delivers it again.
 		s.log.Warn("event not applied", "kind", ev.Kind, "stream", ev.StreamID, "err", err)

@@ -48,6 +48,8 @@ type Server struct {
 	started    atomic.Bool
 	viewersMu  sync.Mutex
 	viewers    map[string]viewerCount // last viewer count written per stream
+	// streamInfos caches StreamInfo (a gift's owner and live check).
+	streamInfos streamInfoCache
 
 	ctx    context.Context
 	cancel context.CancelFunc

@@ -228,7 +228,9 @@ func (s *Server) endStream(ctx *fasthttp.RequestCtx) error {
 	if err := engine.SendCommand(ctx, s.bus, engine.Command{Kind: engine.CommandEnd, StreamID: st.ID, Reason: "ended by owner"}); err != nil {
 		s.log.Warn("end command not sent", "stream", st.ID, "err", err)
 	}
-	st, err = s.store.EndStream(ctx, st.ID)
+	streamID := st.ID
+	st, err = s.store.EndStream(ctx, streamID)
+	s.streamInfos.forget(streamID)
 	if err != nil {
 		return err
 	}

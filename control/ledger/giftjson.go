@@ -152,3 +152,40 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, s...)
 	return append(b, '"')
 }
+
+// AppendJSON appends e exactly as json.Marshal(e) writes it, for the
+// realtime hub, which encodes a gift event into every room message
+// (realtime.JSONAppender; encoding/json's reflection was ~3.5 µs per gift).
+// ok is false, and b unchanged, when encoding/json must do it (a time
+// outside years 0..9999).
+func (e GiftEvent) AppendJSON(b []byte) ([]byte, bool) {
+	n := len(b)
+	b = append(b, `{"type":`...)
+	b = appendJSONString(b, e.Type)
+	b = append(b, `,"stream_id":`...)
+	b = appendJSONString(b, e.StreamID)
+	b = append(b, `,"sender_id":`...)
+	b = appendJSONString(b, e.SenderID)
+	b = append(b, `,"streamer_id":`...)
+	b = appendJSONString(b, e.StreamerID)
+	b = append(b, `,"gift_id":`...)
+	b = appendJSONString(b, e.GiftID)
+	b = append(b, `,"gift_name":`...)
+	b = appendJSONString(b, e.GiftName)
+	b = append(b, `,"animation_url":`...)
+	b = appendJSONString(b, e.AnimationURL)
+	b = append(b, `,"tier":`...)
+	b = strconv.AppendInt(b, int64(e.Tier), 10)
+	b = append(b, `,"quantity":`...)
+	b = strconv.AppendInt(b, e.Quantity, 10)
+	b = append(b, `,"coins":`...)
+	b = strconv.AppendInt(b, e.Coins, 10)
+	b = append(b, `,"transfer_id":`...)
+	b = appendJSONString(b, e.TransferID)
+	b = append(b, `,"at":"`...)
+	out, err := e.At.AppendText(b)
+	if err != nil { // AppendText answers nil then
+		return b[:n], false
+	}
+	return append(out, '"', '}'), true
+}

@@ -72,3 +72,27 @@ func FuzzGiftReceiptJSON(f *testing.F) {
 		}
 	})
 }
+
+// FuzzGiftEventJSON: the hand-written gift event is json.Marshal's, byte
+// for byte, after whatever the buffer held.
+func FuzzGiftEventJSON(f *testing.F) {
+	// A year encoding/json refuses: AppendJSON declines and leaves b alone.
+	e := GiftEvent{At: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}
+	if b, ok := e.AppendJSON([]byte("x")); ok || string(b) != "x" {
+		f.Fatalf("year 10000: %v %q", ok, b)
+	}
+	f.Add("gift", "live", "u1", "star", "rose", "Rose", "https://x/a.json?a=1&b=<2>", 3, int64(1), int64(10), "tr_1", int64(1764115200123456789))
+	f.Add("", "é\x00\"\\", "\xff", "", "", "\u2028", "", -1, int64(-1), int64(0), "", int64(0))
+	f.Fuzz(func(t *testing.T, typ, stream, sender, streamer, gift, name, anim string, tier int, q, coins int64, tr string, nanos int64) {
+		e := GiftEvent{Type: typ, StreamID: stream, SenderID: sender, StreamerID: streamer, GiftID: gift, GiftName: name, AnimationURL: anim,
+			Tier: tier, Quantity: q, Coins: coins, TransferID: tr, At: time.Unix(0, nanos).UTC(), earned: 7}
+		want, err := json.Marshal(e)
+		if err != nil {
+			return
+		}
+		got, ok := e.AppendJSON([]byte("prefix"))
+		if !ok || !bytes.Equal(got, append([]byte("prefix"), want...)) {
+			t.Fatalf("AppendJSON %v %s, json.Marshal %s", ok, got, want)
+		}
+	})
+}

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -221,17 +222,64 @@ func (h *Hub) Delivered() uint64 { return h.delivered.Load() }
 // Dropped counts clients disconnected for being too slow.
 func (h *Hub) Dropped() uint64 { return h.dropped.Load() }
 
+// JSONAppender is envelope data that encodes itself: AppendJSON appends
+// exactly what json.Marshal would write, or reports false (b unchanged) to
+// leave it to encoding/json. Gift events implement it: one is published
+// for every gift.
+type JSONAppender interface {
+	AppendJSON(b []byte) ([]byte, bool)
+}
+
 // Publish sends a message to a topic on the bus; every hub with listeners
 // on the topic, this one included, delivers it.
 func (h *Hub) Publish(ctx context.Context, topicName string, env Envelope) error {
-	payload, err := json.Marshal(env)
-	if err != nil {
-		return fmt.Errorf("publish %s: %w", topicName, err)
+	// 512 bytes hold a gift event: no growing on the way.
+	payload, ok := appendEnvelope(make([]byte, 0, 512), env)
+	if !ok {
+		var err error
+		if payload, err = json.Marshal(env); err != nil {
+			return fmt.Errorf("publish %s: %w", topicName, err)
+		}
 	}
 	if err := h.bus.Publish(ctx, topicName, payload); err != nil {
 		return fmt.Errorf("publish %s: %w", topicName, err)
 	}
 	return nil
+}
+
+// appendEnvelope writes env as json.Marshal would when its data is a
+// JSONAppender and it carries no ref or error; ok=false otherwise.
+func appendEnvelope(b []byte, env Envelope) ([]byte, bool) {
+	a, ok := env.Data.(JSONAppender)
+	if !ok || env.Ref != "" || env.Error != nil || !plainJSONString(env.Type) || !plainJSONString(env.Room) {
+		return b, false
+	}
+	// A nil pointer would panic in a value method; encoding/json writes null.
+	if v := reflect.ValueOf(env.Data); v.Kind() == reflect.Pointer && v.IsNil() {
+		return b, false
+	}
+	n := len(b)
+	b = append(append(append(b, `{"type":"`...), env.Type...), '"')
+	if env.Room != "" {
+		b = append(append(append(b, `,"room":"`...), env.Room...), '"')
+	}
+	b = append(b, `,"data":`...)
+	b, ok = a.AppendJSON(b)
+	if !ok {
+		return b[:n], false
+	}
+	return append(b, '}'), true
+}
+
+// plainJSONString reports whether json.Marshal writes s between quotes
+// as it is (no escapes: printable ASCII other than " \ < > &).
+func plainJSONString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // DeliverLocal sends a message to this hub's listeners of a topic only,
