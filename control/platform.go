@@ -36,7 +36,8 @@ var ErrNoStream = errors.New("no such stream")
 // status change; a change applied by another control process shows here
 // within the TTL.
 func (s *Server) StreamInfo(ctx context.Context, streamID string) (StreamInfo, error) {
-	if info, ok := s.streamInfos.get(streamID); ok {
+	info, ok, gen := s.streamInfos.get(streamID)
+	if ok {
 		return info, nil
 	}
 	owner, status, err := s.store.StreamOwner(ctx, streamID)
@@ -47,8 +48,8 @@ func (s *Server) StreamInfo(ctx context.Context, streamID string) (StreamInfo, e
 	if err != nil {
 		return StreamInfo{}, err
 	}
-	info := StreamInfo{ID: streamID, OwnerID: owner, Status: status, Live: store.Stream{Status: status}.Live()}
-	s.streamInfos.put(info)
+	info = StreamInfo{ID: streamID, OwnerID: owner, Status: status, Live: store.Stream{Status: status}.Live()}
+	s.streamInfos.put(info, gen)
 	return info, nil
 }
 
@@ -65,6 +66,9 @@ const streamInfoCap = 16384
 type streamInfoCache struct {
 	mu sync.RWMutex
 	m  map[string]cachedStreamInfo
+	// gen counts forgets: an answer read from the database before a
+	// status change was applied must not be cached after it.
+	gen uint64
 }
 
 type cachedStreamInfo struct {
@@ -72,29 +76,37 @@ type cachedStreamInfo struct {
 	expires time.Time
 }
 
-func (c *streamInfoCache) get(id string) (StreamInfo, bool) {
+// get returns id's cached answer, or false and the generation to hand to
+// put with the answer read from the database.
+func (c *streamInfoCache) get(id string) (StreamInfo, bool, uint64) {
 	c.mu.RLock()
 	e, ok := c.m[id]
+	gen := c.gen
 	c.mu.RUnlock()
 	if !ok || time.Now().After(e.expires) {
-		return StreamInfo{}, false
+		return StreamInfo{}, false, gen
 	}
-	return e.info, true
+	return e.info, true, gen
 }
 
-func (c *streamInfoCache) put(info StreamInfo) {
+// put caches info unless a status change was applied since gen was read.
+func (c *streamInfoCache) put(info StreamInfo, gen uint64) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen {
+		return
+	}
 	if c.m == nil || len(c.m) >= streamInfoCap {
 		c.m = make(map[string]cachedStreamInfo)
 	}
 	c.m[info.ID] = cachedStreamInfo{info: info, expires: time.Now().Add(streamInfoTTL)}
-	c.mu.Unlock()
 }
 
 // forget drops a stream's entry: its status just changed.
 func (c *streamInfoCache) forget(id string) {
 	c.mu.Lock()
 	delete(c.m, id)
+	c.gen++
 	c.mu.Unlock()
 }
 

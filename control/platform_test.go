@@ -52,3 +52,24 @@ func TestStreamInfoFollowsStatus(t *testing.T) {
 		t.Fatalf("second stream: %+v %v", info, err)
 	}
 }
+
+// TestStreamInfoCacheSkipsStaleAnswers: an answer read from the database
+// before a status change was applied is not cached after it (else a gift
+// could reach a stream that just went offline for another second).
+func TestStreamInfoCacheSkipsStaleAnswers(t *testing.T) {
+	var c streamInfoCache
+	_, ok, gen := c.get("s1")
+	if ok {
+		t.Fatal("empty cache hit")
+	}
+	c.forget("s1") // the status changes while the reader was at the database
+	c.put(StreamInfo{ID: "s1", Live: true}, gen)
+	if _, ok, _ := c.get("s1"); ok {
+		t.Fatal("stale answer cached")
+	}
+	_, _, gen = c.get("s1")
+	c.put(StreamInfo{ID: "s1", Live: false}, gen)
+	if info, ok, _ := c.get("s1"); !ok || info.Live {
+		t.Fatalf("fresh answer not cached: %+v %v", info, ok)
+	}
+}
