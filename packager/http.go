@@ -253,9 +253,30 @@ func (r *rendition) hasLocked(msn uint64, part int) bool {
 		return len(r.segs) > 0 && r.segs[len(r.segs)-1].msn >= msn
 	}
 	if msn < r.cur.msn {
+		// A part past the last one of a segment that is now complete
+		// never comes: the next part there will be is the first of the
+		// following segment, and the request holds until the playlist has
+		// it (RFC 8216bis 6.2.5.2: the requested Partial Segment "or a
+		// later one"). Answering at the segment's end sent a playlist
+		// with no newer part than the client had.
+		if s := r.segmentLocked(msn); part >= 0 && s != nil && len(s.parts) > 0 && part >= len(s.parts) {
+			return r.hasLocked(msn+1, 0)
+		}
 		return true
 	}
 	return part >= 0 && msn == r.cur.msn && part < len(r.cur.parts)
+}
+
+// segmentLocked returns the complete segment msn, or nil.
+func (r *rendition) segmentLocked(msn uint64) *segment {
+	for i := len(r.segs) - 1; i >= 0; i-- {
+		if s := r.segs[i]; s.msn == msn {
+			return s
+		} else if s.msn < msn {
+			break
+		}
+	}
+	return nil
 }
 
 func (p *Packager) serveInit(ctx *fasthttp.RequestCtx, r *rendition) {
