@@ -417,29 +417,13 @@ func BenchmarkApply(b *testing.B) {
 	for _, size := range []int{1, 45, 64, 128, 256} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
 			db := openDB(b, "sqlite")
-			conf := DefaultConfig()
-			conf.Synchronous = SyncNormal
-			l, err := New(db, conf, testLog())
-			if err != nil {
-				b.Fatal(err)
-			}
+			l := newBareWriter(b, db)
+			c := l.conn
 			ctx := context.Background()
-			c, err := l.writerConn(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			l.conn = c
 			// Checkpoints off the writer's path, as Start sets them up.
 			if err := l.startCheckpointer(ctx); err != nil {
 				b.Fatal(err)
 			}
-			b.Cleanup(func() {
-				l.ckpt.close()
-				for _, st := range l.stmts {
-					st.Close()
-				}
-				c.Close()
-			})
 			const senders = 1000
 			var seed []*job
 			for i := 0; i < senders; i++ {

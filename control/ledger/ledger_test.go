@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/liveengine/liveengine/control/sqldb"
 	"sync"
 	"testing"
 )
@@ -151,24 +152,9 @@ func TestFormatID(t *testing.T) {
 // true balances.
 func TestReplayWithoutLookup(t *testing.T) {
 	db := openDB(t, "sqlite")
-	conf := DefaultConfig()
-	conf.Synchronous = SyncNormal // answers straight from process
-	l, err := New(db, conf, testLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := newBareWriter(t, db) // answers straight from process
+	c := l.conn
 	ctx := context.Background()
-	c, err := l.writerConn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.conn = c
-	t.Cleanup(func() {
-		for _, st := range l.stmts {
-			st.Close()
-		}
-		c.Close()
-	})
 	run := func(reqs ...TransferRequest) []outcome {
 		t.Helper()
 		var jobs []*job
@@ -217,4 +203,32 @@ func TestReplayWithoutLookup(t *testing.T) {
 		t.Fatalf("alice %d, want 20", b)
 	}
 	mustInvariants(t, db)
+}
+
+// newBareWriter is a SQLite ledger whose writer connection is set up but
+// whose goroutines are not started (synchronous=NORMAL, no syncer): tests
+// and benchmarks drive apply or process on it directly.
+func newBareWriter(tb testing.TB, db *sqldb.DB) *Ledger {
+	tb.Helper()
+	conf := DefaultConfig()
+	conf.Synchronous = SyncNormal
+	l, err := New(db, conf, testLog())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := l.writerConn(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	l.conn = c
+	tb.Cleanup(func() {
+		if l.ckpt != nil {
+			l.ckpt.close()
+		}
+		for _, st := range l.stmts {
+			st.Close()
+		}
+		c.Close()
+	})
+	return l
 }
