@@ -92,66 +92,13 @@ func (a *API) getEarnings(ctx *fasthttp.RequestCtx, _ params, who caller) {
 	writeJSON(ctx, fasthttp.StatusOK, v)
 }
 
-// dailyCredits sums gift credits to an account per UTC day and stream.
-// A streamer's earnings are the credit of their gifts' first leg (an
-// index); the platform's commission is a later leg of every gift, so its
-// report reads the period's gifts by time (transfer ids start with their
-// creation time in hex milliseconds).
+// dailyCredits returns the gifts credited to an account per UTC day and
+// stream over the last days days, newest first, from the daily totals the
+// writer keeps (ledger_daily_credits): a report costs one row per day and
+// stream whatever the number of gifts.
 func (a *API) dailyCredits(rc context.Context, acct AccountID, days int) ([]EarningsDay, error) {
 	sinceT := a.now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -(days - 1))
-	since := sinceT.UnixMicro()
-	db := a.l.db
-	q, args := "SELECT stream_id, legs, created_at FROM ledger_transfers WHERE credit = ? AND created_at >= ? AND kind = ?", []any{string(acct), since, TransferGift}
-	if acct == Platform {
-		q = "SELECT stream_id, legs, created_at FROM ledger_transfers WHERE id >= ? AND created_at >= ? AND kind = ?"
-		args[0] = string(appendHex([]byte("tr_"), uint64(sinceT.UnixMilli()), 12))
-	}
-	rows, err := db.QueryContext(rc, db.Rebind(q), args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	type k struct{ day, stream string }
-	agg := make(map[k]*EarningsDay)
-	for rows.Next() {
-		var stream, raw string
-		var at int64
-		if err := rows.Scan(&stream, &raw, &at); err != nil {
-			return nil, err
-		}
-		legs, err := parseLegs(raw)
-		if err != nil {
-			return nil, err
-		}
-		var amt int64
-		for _, l := range legs {
-			if l.To == acct {
-				amt += l.Amount
-			}
-		}
-		if amt == 0 {
-			continue
-		}
-		key := k{time.UnixMicro(at).UTC().Format("2006-01-02"), stream}
-		d := agg[key]
-		if d == nil {
-			d = &EarningsDay{Day: key.day, StreamID: stream}
-			agg[key] = d
-		}
-		d.Gifts++
-		d.Coins += amt
-	}
-	out := make([]EarningsDay, 0, len(agg))
-	for _, d := range agg {
-		out = append(out, *d)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Day != out[j].Day {
-			return out[i].Day > out[j].Day
-		}
-		return out[i].StreamID < out[j].StreamID
-	})
-	return out, rows.Err()
+	return readDaily(rc, a.l.db, acct, utcDay(sinceT.UnixMicro()))
 }
 
 // CommissionDay is one line of the commission report.

@@ -204,6 +204,10 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 		}()
 	}
 	delta := make(map[AccountID]int64, 4)
+	// The batch's gifts per credited account and stream, for the reports'
+	// daily totals; every transfer of a batch has the batch's time.
+	var daily dailyTotals
+	batchDay := utcDay(nowMicro)
 	for i, j := range jobs {
 		r := j.req
 		if s, ok := existing[r.IdempotencyKey]; ok {
@@ -262,6 +266,12 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 		}
 		out[i].r = rc
 		accepted[r.IdempotencyKey] = i
+		if r.Kind == TransferGift {
+			if daily == nil {
+				daily = dailyTotals{}
+			}
+			daily.add(r.Legs, batchDay, r.StreamID)
+		}
 		trRows = append(trRows, rc.TransferID, r.IdempotencyKey, r.Kind, r.Actor, r.StreamID, r.amount(), r.Meta, r.Fingerprint, rc.Status, string(rc.Body), nowMicro,
 			string(r.Legs[0].From), string(r.Legs[0].To), string(appendLegs(make([]byte, 0, 96), r.Legs)))
 	}
@@ -352,6 +362,9 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 				return nil, fmt.Errorf("update balances: %w", err)
 			}
 		}
+	}
+	if err := l.addDaily(ctx, c, daily); err != nil {
+		return nil, err
 	}
 	commitStart := time.Now()
 	if _, err := l.exec(ctx, c, "COMMIT"); err != nil {
@@ -561,6 +574,11 @@ func rowChunks(xs []any, width int) [][]any {
 // keeps no statement journal; with the default ABORT it copies every page
 // these statements touch into one, a tenth of the writer's time.
 func (l *Ledger) insertRows(ctx context.Context, c *sql.Conn, target string, rows []any, width int) error {
+	return l.insertRowsSuffix(ctx, c, target, rows, width, "")
+}
+
+// insertRowsSuffix is insertRows with an upsert clause after the rows.
+func (l *Ledger) insertRowsSuffix(ctx context.Context, c *sql.Conn, target string, rows []any, width int, suffix string) error {
 	n := len(rows) / width
 	size := padSize(n)
 	args := append(l.scratch.args[:0], rows...)
@@ -568,7 +586,7 @@ func (l *Ledger) insertRows(ctx context.Context, c *sql.Conn, target string, row
 		args = append(args, nil)
 	}
 	l.scratch.args = args[:0]
-	_, err := l.exec(ctx, c, l.sqlText(insertText{target, size, width}), args...)
+	_, err := l.exec(ctx, c, l.sqlText(insertText{target, size, width, suffix}), args...)
 	return err
 }
 
@@ -576,6 +594,7 @@ func (l *Ledger) insertRows(ctx context.Context, c *sql.Conn, target string, row
 type insertText struct {
 	target      string
 	rows, width int
+	suffix      string
 }
 
 // sqlText returns the statement text for k, built once: the writer looked
@@ -586,7 +605,7 @@ func (l *Ledger) sqlText(k insertText) string {
 	if q, ok := l.texts[k]; ok {
 		return q
 	}
-	q := "INSERT OR ROLLBACK INTO " + k.target + " SELECT * FROM (VALUES " + tuples(k.rows, placeholders(k.width)) + ") WHERE column1 IS NOT NULL"
+	q := "INSERT OR ROLLBACK INTO " + k.target + " SELECT * FROM (VALUES " + tuples(k.rows, placeholders(k.width)) + ") WHERE column1 IS NOT NULL" + k.suffix
 	if l.texts == nil {
 		l.texts = make(map[insertText]string)
 	}

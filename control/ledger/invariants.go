@@ -30,6 +30,10 @@ type Report struct {
 	// BadTransfers lists transfers whose legs are malformed or do not add
 	// up (their legs are left out of the balance check).
 	BadTransfers []string `json:"bad_transfers,omitempty"`
+	// MismatchedDaily lists the reports' daily gift totals
+	// (ledger_daily_credits, as account/day/stream) that differ from the
+	// sum of the gifts' legs.
+	MismatchedDaily []string `json:"mismatched_daily,omitempty"`
 	// OK is true when every check passed.
 	OK bool `json:"ok"`
 }
@@ -52,6 +56,9 @@ func (r Report) Err() error {
 	if len(r.BadTransfers) > 0 {
 		p = append(p, "unbalanced transfers: "+strings.Join(r.BadTransfers, ", "))
 	}
+	if len(r.MismatchedDaily) > 0 {
+		p = append(p, "daily totals != gifts: "+strings.Join(r.MismatchedDaily, ", "))
+	}
 	return fmt.Errorf("%w: %s", ErrInvariant, strings.Join(p, "; "))
 }
 
@@ -60,7 +67,8 @@ func (r Report) Err() error {
 // an external clearing account, every balance equals its credits minus its
 // debits over every transfer's legs, and every transfer's legs are well
 // formed (positive amounts, no account paying itself, the first leg's
-// accounts in its debit and credit columns) and add up to its amount. The
+// accounts in its debit and credit columns) and add up to its amount, and
+// the reports' daily gift totals equal the gifts' legs. The
 // command `liveengine invariants` calls it; every money test ends with it.
 // It reads one consistent snapshot; the legs are checked here, in Go, one
 // transfer at a time.
@@ -97,14 +105,15 @@ func CheckInvariants(ctx context.Context, db *sqldb.DB) (Report, error) {
 
 	// Every transfer's legs: checked, and summed per account.
 	net := make(map[AccountID]int64)
-	rows, err = tx.QueryContext(ctx, "SELECT id, amount, debit, credit, legs FROM ledger_transfers")
+	gifts := dailyTotals{}
+	rows, err = tx.QueryContext(ctx, "SELECT id, kind, stream_id, created_at, amount, debit, credit, legs FROM ledger_transfers")
 	if err != nil {
 		return r, fmt.Errorf("ledger invariants: transfers: %w", err)
 	}
 	for rows.Next() {
-		var id, debit, credit, raw string
-		var amount int64
-		if err := rows.Scan(&id, &amount, &debit, &credit, &raw); err != nil {
+		var id, kind, stream, debit, credit, raw string
+		var at, amount int64
+		if err := rows.Scan(&id, &kind, &stream, &at, &amount, &debit, &credit, &raw); err != nil {
 			rows.Close()
 			return r, fmt.Errorf("ledger invariants: transfers: %w", err)
 		}
@@ -120,6 +129,9 @@ func CheckInvariants(ctx context.Context, db *sqldb.DB) (Report, error) {
 			continue
 		}
 		r.Entries += int64(len(legs))
+		if kind == TransferGift {
+			gifts.add(legs, utcDay(at), stream)
+		}
 		for _, l := range legs {
 			net[l.From] -= l.Amount
 			net[l.To] += l.Amount
@@ -156,7 +168,37 @@ func CheckInvariants(ctx context.Context, db *sqldb.DB) (Report, error) {
 		}
 	}
 	sort.Strings(r.Mismatched)
-	r.OK = r.Sum == 0 && len(r.Negative) == 0 && len(r.Mismatched) == 0 && len(r.BadTransfers) == 0
+
+	// The daily totals against the gifts.
+	rows, err = tx.QueryContext(ctx, "SELECT account, day, stream_id, gifts, coins FROM ledger_daily_credits")
+	if err != nil {
+		return r, fmt.Errorf("ledger invariants: daily credits: %w", err)
+	}
+	mismatch := func(k dailyKey) {
+		if len(r.MismatchedDaily) < 100 {
+			r.MismatchedDaily = append(r.MismatchedDaily, string(k.account)+"/"+dayString(k.day)+"/"+k.stream)
+		}
+	}
+	for rows.Next() {
+		var k dailyKey
+		var v dailyTotal
+		if err := rows.Scan(&k.account, &k.day, &k.stream, &v.gifts, &v.coins); err != nil {
+			rows.Close()
+			return r, fmt.Errorf("ledger invariants: daily credits: %w", err)
+		}
+		if gifts[k] != v {
+			mismatch(k)
+		}
+		delete(gifts, k)
+	}
+	if err := rows.Close(); err != nil {
+		return r, fmt.Errorf("ledger invariants: daily credits: %w", err)
+	}
+	for k := range gifts { // gifts missing from the totals
+		mismatch(k)
+	}
+	sort.Strings(r.MismatchedDaily)
+	r.OK = r.Sum == 0 && len(r.Negative) == 0 && len(r.Mismatched) == 0 && len(r.BadTransfers) == 0 && len(r.MismatchedDaily) == 0
 	return r, nil
 }
 

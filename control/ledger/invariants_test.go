@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -37,6 +38,14 @@ func TestInvariantsCatchTampering(t *testing.T) {
 			func(r Report) bool { return len(r.BadTransfers) == 1 }},
 		{"self leg", []string{`UPDATE ledger_transfers SET legs = '[["wallet:amy","earnings:star",10],["wallet:amy","wallet:amy",0]]' WHERE idem_key = 'g1'`},
 			func(r Report) bool { return len(r.BadTransfers) == 1 }},
+		{"daily total", []string{`UPDATE ledger_daily_credits SET coins = coins + 1 WHERE account = 'earnings:star'`},
+			func(r Report) bool {
+				return len(r.MismatchedDaily) == 1 && strings.HasPrefix(r.MismatchedDaily[0], "earnings:star/") && len(r.Mismatched) == 0
+			}},
+		{"daily total missing", []string{`DELETE FROM ledger_daily_credits WHERE account = 'platform:commission'`},
+			func(r Report) bool {
+				return len(r.MismatchedDaily) == 1 && strings.HasPrefix(r.MismatchedDaily[0], "platform:commission/")
+			}},
 	}
 	for _, d := range dialects {
 		for _, c := range cases {

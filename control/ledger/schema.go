@@ -93,6 +93,22 @@ var schema = []string{
 	`CREATE INDEX IF NOT EXISTS ledger_withdrawals_user ON ledger_withdrawals (user_id, created_at)`,
 }
 
+// dailyCreditsTable is the gift totals per credited account, UTC day (days
+// since 1970-01-01) and stream: what the earnings and commission reports
+// read. The writer adds each batch's gifts in the batch's transaction, so
+// the totals are exactly the gift legs' (CheckInvariants compares them);
+// before 2026-11-26 the reports summed every gift of their period, O(gifts)
+// per report. Migrate creates it and fills it from the stored gifts once
+// (addDailyCredits).
+const dailyCreditsTable = `CREATE TABLE ledger_daily_credits (
+		account TEXT NOT NULL,
+		day BIGINT NOT NULL,
+		stream_id TEXT NOT NULL,
+		gifts BIGINT NOT NULL,
+		coins BIGINT NOT NULL,
+		PRIMARY KEY (account, day, stream_id)
+	)` + withoutRowID
+
 // A transfer carries its legs in its own row (legs, a JSON array of
 // [debit, credit, amount]), and its first leg's accounts in debit and
 // credit, indexed for an account's history and earnings. Until 2026-11-26
@@ -134,7 +150,10 @@ func Migrate(ctx context.Context, db *sqldb.DB) error {
 	if err := runSchema(ctx, db, transferIndexes); err != nil {
 		return err
 	}
-	return moveEntriesIntoLegs(ctx, db)
+	if err := moveEntriesIntoLegs(ctx, db); err != nil {
+		return err
+	}
+	return addDailyCredits(ctx, db)
 }
 
 func runSchema(ctx context.Context, db *sqldb.DB, stmts []string) error {
@@ -145,16 +164,19 @@ func runSchema(ctx context.Context, db *sqldb.DB, stmts []string) error {
 			}
 			q = strings.TrimSuffix(q, postgresOnly)
 		}
-		if db.Dialect == sqldb.SQLite {
-			// Text-keyed tables stored in their primary key's B-tree: one
-			// B-tree less to write per row.
-			q = strings.ReplaceAll(q, withoutRowID, " WITHOUT ROWID")
-		} else {
-			q = strings.ReplaceAll(q, withoutRowID, "")
-		}
-		if _, err := db.ExecContext(ctx, q); err != nil {
+		if _, err := db.ExecContext(ctx, dialectDDL(db.Dialect, q)); err != nil {
 			return fmt.Errorf("ledger migrate: %w", err)
 		}
 	}
 	return nil
+}
+
+// dialectDDL turns the schema's markers into d's syntax.
+func dialectDDL(d sqldb.Dialect, q string) string {
+	if d == sqldb.SQLite {
+		// Text-keyed tables stored in their primary key's B-tree: one
+		// B-tree less to write per row.
+		return strings.ReplaceAll(q, withoutRowID, " WITHOUT ROWID")
+	}
+	return strings.ReplaceAll(q, withoutRowID, "")
 }
