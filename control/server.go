@@ -117,8 +117,8 @@ func New(conf Config, bus engine.Bus, log *slog.Logger) (*Server, error) {
 	s.hub = hub
 	s.routes()
 	s.srv = &fasthttp.Server{
-		Handler:            s.Handler(),
-		Name:               "liveengine-control",
+		Handler: s.Handler(),
+		Name:    "liveengine-control",
 		// The handler refuses bodies over MaxBodyBytes with a 413 after
 		// reading them (route); fasthttp itself only stops bodies over
 		// twice that. When fasthttp refuses a body it answers and closes at
