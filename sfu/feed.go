@@ -24,6 +24,11 @@ type packet struct {
 	marker  bool
 	audio   bool
 	key     bool // first packet of a video keyframe
+	// ntp is the picture's wall-clock time (engine.Unit.NTP) in Unix
+	// nanoseconds, 0 if unknown: renditions of one source share it (the
+	// transcoder keeps the source's), so it says how far behind what a
+	// viewer has seen another rendition's keyframe is.
+	ntp int64
 }
 
 // feed reads one engine stream with a single engine reader, packetizes
@@ -190,12 +195,16 @@ func (f *feed) onVideo(u *engine.Unit) {
 		slab = make([]byte, 0, n)
 	}
 	ts := uint32(u.PTS * 90000 / time.Second)
+	var ntp int64
+	if !u.NTP.IsZero() {
+		ntp = u.NTP.UnixNano()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.payload, _ = packetizeH264(f.payload[:0], slab, u.NALUs, sps, pps, mtu)
 	f.pkts = f.pkts[:0]
 	for i, p := range f.payload {
-		f.pkts = append(f.pkts, packet{payload: p.data, ts: ts, marker: p.marker, key: u.Key && i == 0})
+		f.pkts = append(f.pkts, packet{payload: p.data, ts: ts, marker: p.marker, key: u.Key && i == 0, ntp: ntp})
 	}
 	f.fanOutLocked(u, u.Key)
 }

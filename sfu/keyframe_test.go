@@ -60,3 +60,44 @@ func TestIngestAsksForKeyframesAtSegmentPace(t *testing.T) {
 		})
 	}
 }
+
+// TestSplice: a rendition switch keeps a viewer's timestamps going
+// forward. A new rendition behind what was sent (a rung lags the source)
+// or far ahead of it (counted from elsewhere) continues one picture step
+// after the last packet; one a little ahead keeps its own spacing; the
+// offset stays for the packets that follow.
+func TestSplice(t *testing.T) {
+	for _, c := range []struct {
+		name          string
+		offset, ts    uint32
+		want          uint32 // first timestamp sent after the switch
+		wantOffsetSet bool
+	}{
+		{"rung 150 ms behind", 0, 900_000 - 13_500, 900_000 + 3600, true},
+		{"same picture", 0, 900_000, 900_000 + 3600, true},
+		{"source 100 ms ahead", 0, 900_000 + 9000, 900_000 + 9000, false},
+		{"far ahead", 0, 900_000 + 10*90000, 900_000 + 3600, true},
+		{"behind, across the wrap", 0, 1<<32 - 100_000, 900_000 + 3600, true},
+		{"earlier offset kept", 13_500 + 3600, 900_000 - 3600, 900_000 + 13_500, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			// Sent so far: pictures 3600 ticks apart (25 fps), the last at
+			// 900 000 (after the offset).
+			o := &outTrack{tsOffset: c.offset, lastTS: 900_000, frameTicks: 3600, sentAny: true}
+			before := o.tsOffset
+			o.splice(c.ts)
+			if got := c.ts + o.tsOffset; got != c.want {
+				t.Fatalf("first timestamp %d, want %d", got, c.want)
+			}
+			if (o.tsOffset != before) != c.wantOffsetSet {
+				t.Fatalf("offset %d -> %d", before, o.tsOffset)
+			}
+		})
+	}
+	// Nothing sent yet: the source's timestamps as they are.
+	o := &outTrack{}
+	o.splice(12345)
+	if o.tsOffset != 0 {
+		t.Fatalf("offset %d before the first packet", o.tsOffset)
+	}
+}

@@ -212,7 +212,11 @@ func abrViewer(t *testing.T, lowSpec enginetest.ClipSpec, declared, initial int)
 	eng := enginetest.NewEngine(t)
 	src := enginetest.Clip(t, enginetest.ClipSpec{Width: 640, Height: 360, FPS: 25, Seconds: 2, GOP: 25, Bitrate: "3000k"})
 	low := enginetest.Clip(t, lowSpec)
-	enginetest.Publish(t, eng, "abr", src, enginetest.PublishOptions{Realtime: true, Loop: true})
+	// One clock for both renditions, the low one delivered 150 ms late,
+	// as a transcoded rung is: same timestamps and wall-clock times for a
+	// picture, the rung's a little after the source's.
+	start := time.Now()
+	enginetest.Publish(t, eng, "abr", src, enginetest.PublishOptions{Realtime: true, Loop: true, Start: start})
 	m, err := enginetest.ReadTS(low)
 	if err != nil {
 		t.Fatal(err)
@@ -233,7 +237,7 @@ func abrViewer(t *testing.T, lowSpec enginetest.ClipSpec, declared, initial int)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		enginetest.PlayMedia(ctx, pub, m, enginetest.PublishOptions{Realtime: true, Loop: true})
+		enginetest.PlayMedia(ctx, pub, m, enginetest.PublishOptions{Realtime: true, Loop: true, Start: start, Lag: 150 * time.Millisecond})
 	}()
 	t.Cleanup(func() { cancel(); <-done; pub.Close() })
 	conf := testConfig()
@@ -257,9 +261,13 @@ func abrViewer(t *testing.T, lowSpec enginetest.ClipSpec, declared, initial int)
 	return v, r
 }
 
+// TestWHEPABRSwitchesDown: the estimate starts far below the source's
+// 3 Mbit/s, so the viewer must be moved to the low rendition. Its pictures
+// come 150 ms after the source's (abrViewer), so its keyframes are never
+// newer than what the viewer has seen: the switch still happens at its
+// first fresh keyframe, not after the 5 s wait, and the timestamps the
+// viewer gets never go back.
 func TestWHEPABRSwitchesDown(t *testing.T) {
-	// The estimate starts far below the source's 3 Mbit/s: the viewer
-	// must be moved to the low rendition.
 	v, r := abrViewer(t, enginetest.ClipSpec{Width: 320, Height: 180, FPS: 25, Seconds: 2, GOP: 25, Bitrate: "100k"}, 0, 500_000)
 	waitFor(t, 60*time.Second, "a switch to abr/low", func() bool {
 		v.mu.Lock()
@@ -269,6 +277,13 @@ func TestWHEPABRSwitchesDown(t *testing.T) {
 	n := r.frameCount()
 	waitFor(t, 30*time.Second, "frames after the switch", func() bool { return r.frameCount() >= n+25 })
 	r.checkDecodes(t, n+20)
+	m := v.x.tr.metrics.Snapshot()
+	if m.Switches < 1 || m.ForcedSwitches != 0 {
+		t.Fatalf("%d switches at a fresh keyframe, %d forced after %v: want the fresh keyframe", m.Switches, m.ForcedSwitches, switchWait)
+	}
+	if back := r.timestampsBack(); back != 0 {
+		t.Fatalf("timestamps went back %d times", back)
+	}
 	t.Logf("estimate %d bit/s, %d frames received", v.bwe.GetTargetBitrate(), r.frameCount())
 }
 

@@ -17,6 +17,7 @@ type Metrics struct {
 	nacks, plis                     atomic.Uint64
 	retransmits                     atomic.Uint64
 	bwe                             atomic.Int64
+	switches, switchesForced        atomic.Uint64
 }
 
 // Peer kinds for PeerOpened and PeerClosed.
@@ -63,6 +64,9 @@ type Snapshot struct {
 	NACKs, PLIs                     uint64
 	Retransmits                     uint64
 	EstimatedBandwidth              int64
+	// Switches counts WHEP rendition switches at a fresh keyframe;
+	// ForcedSwitches those made after switchWait without one.
+	Switches, ForcedSwitches uint64
 }
 
 // Snapshot returns the current counters.
@@ -75,6 +79,7 @@ func (m *Metrics) Snapshot() Snapshot {
 		NACKs: m.nacks.Load(), PLIs: m.plis.Load(),
 		Retransmits:        m.retransmits.Load(),
 		EstimatedBandwidth: m.bwe.Load(),
+		Switches:           m.switches.Load(), ForcedSwitches: m.switchesForced.Load(),
 	}
 }
 
@@ -89,11 +94,12 @@ var (
 	descPLI     = prometheus.NewDesc("liveengine_webrtc_plis_total", "Keyframe requests (PLI/FIR) received from peers.", nil, nil)
 	descRTX     = prometheus.NewDesc("liveengine_webrtc_retransmitted_packets_total", "Packets WHEP viewers asked again for that were resent from the history.", nil, nil)
 	descBWE     = prometheus.NewDesc("liveengine_webrtc_estimated_bandwidth_bits", "Sum of the congestion controller's target bitrates over WHEP viewers.", nil, nil)
+	descSwitch  = prometheus.NewDesc("liveengine_webrtc_rendition_switches_total", "WHEP viewers moved to another rendition: at a fresh keyframe (how=keyframe) or after waiting 5 s for one (how=forced).", []string{"how"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPeers, descTracks, descPktOut, descByteOut, descPktIn, descByteIn, descNACK, descPLI, descRTX, descBWE} {
+	for _, d := range []*prometheus.Desc{descPeers, descTracks, descPktOut, descByteOut, descPktIn, descByteIn, descNACK, descPLI, descRTX, descBWE, descSwitch} {
 		ch <- d
 	}
 }
@@ -113,6 +119,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descPLI, prometheus.CounterValue, float64(s.PLIs))
 	ch <- prometheus.MustNewConstMetric(descRTX, prometheus.CounterValue, float64(s.Retransmits))
 	ch <- prometheus.MustNewConstMetric(descBWE, prometheus.GaugeValue, float64(s.EstimatedBandwidth))
+	ch <- prometheus.MustNewConstMetric(descSwitch, prometheus.CounterValue, float64(s.Switches), "keyframe")
+	ch <- prometheus.MustNewConstMetric(descSwitch, prometheus.CounterValue, float64(s.ForcedSwitches), "forced")
 }
 
 var _ prometheus.Collector = (*Metrics)(nil)

@@ -37,6 +37,12 @@ type outTrack struct {
 	hdr  rtp.Header
 	seq  uint16
 	hist []sentPacket // nil: no NACK answers (audio)
+	// Timestamps go out as the source's plus tsOffset, which splice moves
+	// when the viewer changes renditions so they never step back; lastTS
+	// is the last one sent, frameTicks the step between the last two
+	// pictures.
+	tsOffset, lastTS, frameTicks uint32
+	sentAny                      bool
 
 	resent uint64
 }
@@ -103,10 +109,41 @@ func (o *outTrack) write(p *packet) {
 		return
 	}
 	o.seq++
-	if o.hist != nil {
-		o.hist[o.seq%nackHistory] = sentPacket{seq: o.seq, ok: true, p: *p}
+	q := *p
+	q.ts += o.tsOffset
+	if o.sentAny && q.ts != o.lastTS {
+		o.frameTicks = q.ts - o.lastTS
 	}
-	o.send(o.seq, p)
+	o.lastTS, o.sentAny = q.ts, true
+	if o.hist != nil {
+		// As sent: a resend keeps the timestamp the peer saw.
+		o.hist[o.seq%nackHistory] = sentPacket{seq: o.seq, ok: true, p: q}
+	}
+	o.send(o.seq, &q)
+}
+
+// maxTSJump is the largest forward step of the timestamps a rendition
+// switch may make (1 s at 90 kHz): renditions of one source share its
+// clock, a rung lagging by its encode time, but a rendition published
+// apart may count from anywhere.
+const maxTSJump = 90000
+
+// splice makes the next packet, whose source timestamp is ts, follow the
+// last one sent: a rendition switch. A timestamp at or before the last
+// sent, or more than maxTSJump after it, moves the offset so the picture
+// comes one picture step after the last. Caller holds the viewer's mu.
+func (o *outTrack) splice(ts uint32) {
+	if !o.sentAny {
+		return
+	}
+	if d := int32(ts + o.tsOffset - o.lastTS); d > 0 && d <= maxTSJump {
+		return
+	}
+	step := o.frameTicks
+	if step == 0 || step > maxTSJump {
+		step = 90000 / 30
+	}
+	o.tsOffset = o.lastTS + step - ts
 }
 
 func (o *outTrack) send(seq uint16, p *packet) {

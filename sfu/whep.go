@@ -45,7 +45,8 @@ type viewer struct {
 	// packets queue behind it. catchingUp is false in the steady state.
 	catchUp    []queued
 	catchingUp bool
-	lastVTS    uint32
+	lastVTS    uint32 // source timestamp of the last video packet sent
+	lastNTP    int64  // its wall-clock time (packet.ntp)
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -104,15 +105,20 @@ func (v *viewer) sendLocked(f *feed, p *packet) bool {
 	if v.video == nil {
 		return false
 	}
-	// A new rendition's feed starts with its engine GOP cache: a
-	// keyframe older than what the viewer has seen is no switch point.
-	// (After 5 s of waiting the switch happens anyway: a producer
-	// whose clock lags the source's must not pin the viewer.)
-	if f == v.pending && p.key && (!v.started || int32(p.ts-v.lastVTS) > 0 || time.Since(v.pendingSince) > 5*time.Second) {
-		old := v.cur
-		v.cur, v.pending, v.started = f, nil, true
-		v.log.Info("whep rendition switched", "from", old.key, "to", f.key, "bwe", v.lastBWE)
-		go v.unsubscribe(old)
+	if f == v.pending && p.key {
+		if ok, forced := v.switchPoint(p); ok {
+			old := v.cur
+			v.cur, v.pending, v.started = f, nil, true
+			v.video.splice(p.ts)
+			m := &v.x.tr.metrics
+			if forced {
+				m.switchesForced.Add(1)
+			} else {
+				m.switches.Add(1)
+			}
+			v.log.Info("whep rendition switched", "from", old.key, "to", f.key, "bwe", v.lastBWE, "forced", forced)
+			go v.unsubscribe(old)
+		}
 	}
 	if f != v.cur {
 		return false
@@ -123,9 +129,41 @@ func (v *viewer) sendLocked(f *feed, p *packet) bool {
 		}
 		v.started = true
 	}
-	v.lastVTS = p.ts
+	v.lastVTS, v.lastNTP = p.ts, p.ntp
 	v.video.write(p)
 	return true
+}
+
+// switchLag is how far behind what a viewer has seen a keyframe of the
+// rendition it switches to may be: a transcoded rung's pictures come its
+// encode time after the source's (~64 ms here), while a new feed starts
+// with its engine GOP cache, whose keyframe may be a GOP old (switching
+// there would show that GOP again). switchWait is the longest a switch
+// waits for such a keyframe; then it takes the next one anyway.
+const (
+	switchLag  = 250 * time.Millisecond
+	switchWait = 5 * time.Second
+)
+
+// switchPoint says whether p, a keyframe of the pending rendition, is where
+// the viewer switches, and whether only switchWait made it one. Renditions
+// with wall-clock times (the source's, kept by the transcoder) compare
+// those; others their timestamps, which then must be newer.
+func (v *viewer) switchPoint(p *packet) (ok, forced bool) {
+	if !v.started {
+		return true, false
+	}
+	if p.ntp != 0 && v.lastNTP != 0 {
+		if p.ntp >= v.lastNTP-int64(switchLag) {
+			return true, false
+		}
+	} else if int32(p.ts-v.lastVTS) > 0 {
+		return true, false
+	}
+	if time.Since(v.pendingSince) > switchWait {
+		return true, true
+	}
+	return false, false
 }
 
 // queued is a packet waiting in a viewer's catch-up backlog.

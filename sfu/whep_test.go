@@ -30,6 +30,11 @@ type h264Receiver struct {
 	annexB   bytes.Buffer
 	seqs     map[uint16]bool
 	packets  atomic.Int64
+	// In sequence order (resends of older packets left out): the newest
+	// packet's timestamp and how often a timestamp went back.
+	newest         uint16
+	newestTS       uint32
+	tsBack, tsSeen int
 }
 
 func receiveH264(tr *webrtc.TrackRemote) *h264Receiver {
@@ -44,6 +49,13 @@ func receiveH264(tr *webrtc.TrackRemote) *h264Receiver {
 			r.packets.Add(1)
 			r.mu.Lock()
 			r.seqs[pkt.SequenceNumber] = true
+			if r.tsSeen == 0 || int16(pkt.SequenceNumber-r.newest) > 0 {
+				if r.tsSeen > 0 && int32(pkt.Timestamp-r.newestTS) < 0 {
+					r.tsBack++
+				}
+				r.newest, r.newestTS = pkt.SequenceNumber, pkt.Timestamp
+				r.tsSeen++
+			}
 			r.mu.Unlock()
 			sb.Push(pkt)
 			for s := sb.Pop(); s != nil; s = sb.Pop() {
@@ -59,6 +71,14 @@ func receiveH264(tr *webrtc.TrackRemote) *h264Receiver {
 		}
 	}()
 	return r
+}
+
+// timestampsBack returns how many packets, in sequence order, had a
+// timestamp before the one of the packet ahead of them.
+func (r *h264Receiver) timestampsBack() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.tsBack
 }
 
 func (r *h264Receiver) frameCount() int {

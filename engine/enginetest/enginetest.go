@@ -273,6 +273,13 @@ type PublishOptions struct {
 	Loop bool
 	// Protocol is reported to the engine; "test" by default.
 	Protocol string
+	// Start is the clock origin of the clip's first loop (its units' NTP
+	// is Start + PTS); now by default. Two publishers given one Start
+	// play renditions of one source.
+	Start time.Time
+	// Lag writes each unit that long after its time, as a transcoder
+	// delivers a rung its encode time after the source (Realtime only).
+	Lag time.Duration
 }
 
 // Publish authorizes key on eng and publishes the clip at path. It returns
@@ -311,7 +318,10 @@ func Publish(t testing.TB, eng *engine.Engine, key, path string, o PublishOption
 
 // PlayMedia writes m's units into pub until ctx ends (or once, without Loop).
 func PlayMedia(ctx context.Context, pub *engine.Publisher, m *Media, o PublishOptions) {
-	start := time.Now()
+	start := o.Start
+	if start.IsZero() {
+		start = time.Now()
+	}
 	for loop := 0; ; loop++ {
 		offset := time.Duration(loop) * m.Duration
 		for _, src := range m.Units {
@@ -320,7 +330,7 @@ func PlayMedia(ctx context.Context, pub *engine.Publisher, m *Media, o PublishOp
 			u.DTS += offset
 			u.NTP = start.Add(u.PTS)
 			if o.Realtime {
-				if wait := time.Until(start.Add(u.DTS)); wait > 0 {
+				if wait := time.Until(start.Add(u.DTS + o.Lag)); wait > 0 {
 					select {
 					case <-ctx.Done():
 						return
