@@ -349,12 +349,12 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 			// same balance is harmless) so the statement text, hence the
 			// prepared statement, repeats.
 			n := padSize(len(part))
-			args := l.scratch.args[:0]
+			args := l.scratchArgs(c)
 			for i := 0; i < n; i++ {
 				a := part[min(i, len(part)-1)]
 				args = append(args, string(a), bal[a])
 			}
-			l.scratch.args = args[:0]
+			l.keepArgs(c, args)
 			// One primary-key lookup per account (SQLite plans the VALUES
 			// as the outer loop).
 			q := "UPDATE OR ROLLBACK ledger_accounts SET balance = u.column2 FROM (VALUES " + tuples(n, "?, CAST(? AS BIGINT)") + ") AS u WHERE ledger_accounts.id = u.column1"
@@ -581,13 +581,31 @@ func (l *Ledger) insertRows(ctx context.Context, c *sql.Conn, target string, row
 func (l *Ledger) insertRowsSuffix(ctx context.Context, c *sql.Conn, target string, rows []any, width int, suffix string) error {
 	n := len(rows) / width
 	size := padSize(n)
-	args := append(l.scratch.args[:0], rows...)
+	args := append(l.scratchArgs(c), rows...)
 	for i := n * width; i < size*width; i++ {
 		args = append(args, nil)
 	}
-	l.scratch.args = args[:0]
+	l.keepArgs(c, args)
 	_, err := l.exec(ctx, c, l.sqlText(insertText{target, size, width, suffix}), args...)
 	return err
+}
+
+// scratchArgs returns an empty argument slice for a statement on c: the
+// writer's reused one on the writer's connection, a new one on others
+// (naive mode runs transfers concurrently, each on its own connection).
+func (l *Ledger) scratchArgs(c *sql.Conn) []any {
+	if c == l.conn && l.conn != nil {
+		return l.scratch.args[:0]
+	}
+	return nil
+}
+
+// keepArgs keeps args, grown by a statement on c, for the writer's next
+// statement.
+func (l *Ledger) keepArgs(c *sql.Conn, args []any) {
+	if c == l.conn && l.conn != nil {
+		l.scratch.args = args[:0]
+	}
 }
 
 // insertText names one multi-row INSERT statement of insertRows.

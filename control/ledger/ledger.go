@@ -366,6 +366,12 @@ func (l *Ledger) transferNaive(ctx context.Context, j *job) (Receipt, error) {
 	}
 	defer c.Close()
 	out, err := l.apply(ctx, c, []*job{j})
+	if err != nil && isUnique(err) {
+		// The same key in a transaction running beside this one (on
+		// PostgreSQL nothing serialises naive transactions): it has
+		// committed now, and the lookup finds its answer.
+		out, err = l.apply(ctx, c, []*job{j})
+	}
 	if err != nil {
 		return Receipt{}, fmt.Errorf("ledger transfer %q: %w", j.req.IdempotencyKey, err)
 	}

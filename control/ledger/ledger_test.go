@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/liveengine/liveengine/control/sqldb"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -77,15 +78,24 @@ func TestLedgerTransfers(t *testing.T) {
 
 // TestLedgerConcurrentBatches sends many transfers at once, with duplicate
 // keys and overdrafts mixed in one batch.
+// TestLedgerConcurrentBatches: concurrent gifts, each sent twice, some
+// overdrawing, with group commit and in naive mode (each transfer its own
+// transaction, run concurrently: `ledger.naive: true`).
 func TestLedgerConcurrentBatches(t *testing.T) {
-	for _, d := range dialects {
-		t.Run(d, func(t *testing.T) {
+	for _, name := range []string{"sqlite", "postgres", "sqlite-naive", "postgres-naive"} {
+		t.Run(name, func(t *testing.T) {
+			d, naive := strings.CutSuffix(name, "-naive")
 			db := openDB(t, d)
-			l := newLedger(t, db, DefaultConfig())
+			conf := DefaultConfig()
+			conf.Naive = naive
+			l := newLedger(t, db, conf)
 			ctx := context.Background()
-			const users, each = 50, 20
+			users, each := 50, 20
+			if naive {
+				users = 10 // a durable commit per transfer
+			}
 			for u := 0; u < users; u++ {
-				topup(t, l, fmt.Sprint("u", u), each*10-5) // the last gift of each user overdraws
+				topup(t, l, fmt.Sprint("u", u), int64(each*10-5)) // the last gift of each user overdraws
 			}
 			var wg sync.WaitGroup
 			var mu sync.Mutex
