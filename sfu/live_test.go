@@ -208,7 +208,7 @@ func TestWebPages(t *testing.T) {
 // rendition abr/low from lowSpec (its video bitrate declared as declared
 // bit/s when not 0, as the transcoder does), and plays /whep/abr with the
 // congestion controller starting at initial bit/s.
-func abrViewer(t *testing.T, lowSpec enginetest.ClipSpec, declared, initial int) (*viewer, *h264Receiver) {
+func abrViewer(t *testing.T, lowSpec enginetest.ClipSpec, declared, initial int, query string) (*viewer, *h264Receiver) {
 	eng := enginetest.NewEngine(t)
 	src := enginetest.Clip(t, enginetest.ClipSpec{Width: 640, Height: 360, FPS: 25, Seconds: 2, GOP: 25, Bitrate: "3000k"})
 	low := enginetest.Clip(t, lowSpec)
@@ -244,7 +244,7 @@ func abrViewer(t *testing.T, lowSpec enginetest.ClipSpec, declared, initial int)
 	conf.InitialBitrate = initial
 	x, base := newTestSFU(t, eng, conf)
 
-	c := playWHEP(t, base, "/whep/abr", clientOptions{})
+	c := playWHEP(t, base, "/whep/abr"+query, clientOptions{})
 	r := receiveH264(c.waitTrack(t, "video", 30*time.Second))
 	var v *viewer
 	waitFor(t, 30*time.Second, "the session", func() bool {
@@ -268,7 +268,7 @@ func abrViewer(t *testing.T, lowSpec enginetest.ClipSpec, declared, initial int)
 // first fresh keyframe, not after the 5 s wait, and the timestamps the
 // viewer gets never go back.
 func TestWHEPABRSwitchesDown(t *testing.T) {
-	v, r := abrViewer(t, enginetest.ClipSpec{Width: 320, Height: 180, FPS: 25, Seconds: 2, GOP: 25, Bitrate: "100k"}, 0, 500_000)
+	v, r := abrViewer(t, enginetest.ClipSpec{Width: 320, Height: 180, FPS: 25, Seconds: 2, GOP: 25, Bitrate: "100k"}, 0, 500_000, "")
 	waitFor(t, 60*time.Second, "a switch to abr/low", func() bool {
 		v.mu.Lock()
 		defer v.mu.Unlock()
@@ -287,6 +287,21 @@ func TestWHEPABRSwitchesDown(t *testing.T) {
 	t.Logf("estimate %d bit/s, %d frames received", v.bwe.GetTargetBitrate(), r.frameCount())
 }
 
+// TestWHEPStartBitrate: a viewer that asks to start low (start_bitrate)
+// on a server whose estimates start at 20 Mbit/s begins its estimate
+// there and is moved to the low rendition.
+func TestWHEPStartBitrate(t *testing.T) {
+	v, _ := abrViewer(t, enginetest.ClipSpec{Width: 320, Height: 180, FPS: 25, Seconds: 2, GOP: 25, Bitrate: "100k"}, 0, 20_000_000, "?start_bitrate=300000")
+	if est := v.bwe.GetTargetBitrate(); est > 1_000_000 {
+		t.Fatalf("estimate starts at %d bit/s, asked for 300000", est)
+	}
+	waitFor(t, 60*time.Second, "a switch to abr/low", func() bool {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		return v.cur != nil && v.cur.key == "abr/low"
+	})
+}
+
 // TestWHEPABRKeepsSource: with room for the source, a viewer stays on it,
 // even when only the rung declares its bitrate (a WHIP source measured
 // over a tick; before, the first tick moved every viewer to the rung) and
@@ -302,7 +317,7 @@ func TestWHEPABRKeepsSource(t *testing.T) {
 		{"starved rung", enginetest.ClipSpec{Width: 320, Height: 180, FPS: 5, Seconds: 2, GOP: 5, Bitrate: "100k"}, 0, 500_000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v, r := abrViewer(t, tc.low, tc.declared, tc.initial)
+			v, r := abrViewer(t, tc.low, tc.declared, tc.initial, "")
 			// 100 frames at 25 fps: about four ABR ticks.
 			waitFor(t, 60*time.Second, "100 frames", func() bool { return r.frameCount() >= 100 })
 			v.mu.Lock()

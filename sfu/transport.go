@@ -44,6 +44,9 @@ type Transport struct {
 
 	bweMu      sync.Mutex // serializes NewPeerConnection on apiBWE
 	pendingBWE cc.BandwidthEstimator
+	// startBitrate is the next estimator's starting estimate (bweMu);
+	// 0 takes conf.InitialBitrate.
+	startBitrate int
 
 	iceServers []webrtc.ICEServer
 
@@ -196,8 +199,12 @@ func NewTransport(conf Config, log *slog.Logger) (*Transport, error) {
 	ccf, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
 		// No pacer: packets leave as they come (the GOP burst of a new
 		// viewer included); the estimate alone drives rendition choice.
+		initial := conf.InitialBitrate
+		if t.startBitrate > 0 { // called inside newViewerPeerConnection, under bweMu
+			initial = t.startBitrate
+		}
 		return gcc.NewSendSideBWE(
-			gcc.SendSideBWEInitialBitrate(conf.InitialBitrate),
+			gcc.SendSideBWEInitialBitrate(initial),
 			gcc.SendSideBWEMaxBitrate(50_000_000),
 			gcc.SendSideBWEPacer(gcc.NewNoOpPacer()),
 		)
@@ -324,7 +331,7 @@ func buildAPI(se webrtc.SettingEngine, ccf interceptor.Factory, nackResponder bo
 // (newViewerPeerConnection).
 func (t *Transport) NewPeerConnection(bwe bool) (*webrtc.PeerConnection, cc.BandwidthEstimator, error) {
 	if bwe {
-		return t.newViewerPeerConnection(true)
+		return t.newViewerPeerConnection(true, 0)
 	}
 	pc, err := t.api.NewPeerConnection(webrtc.Configuration{ICEServers: t.serverICEServers()})
 	if err != nil {
@@ -335,8 +342,9 @@ func (t *Transport) NewPeerConnection(bwe bool) (*webrtc.PeerConnection, cc.Band
 
 // newViewerPeerConnection makes a WHEP viewer's peer connection: the
 // viewer answers NACKs itself. With bwe, the connection runs the
-// send-side congestion controller and its estimator is returned.
-func (t *Transport) newViewerPeerConnection(bwe bool) (*webrtc.PeerConnection, cc.BandwidthEstimator, error) {
+// send-side congestion controller and its estimator is returned, starting
+// at start bit/s (0: the configured initial bitrate).
+func (t *Transport) newViewerPeerConnection(bwe bool, start int) (*webrtc.PeerConnection, cc.BandwidthEstimator, error) {
 	conf := webrtc.Configuration{ICEServers: t.serverICEServers()}
 	if !bwe {
 		pc, err := t.apiViewer.NewPeerConnection(conf)
@@ -349,8 +357,9 @@ func (t *Transport) newViewerPeerConnection(bwe bool) (*webrtc.PeerConnection, c
 	// NewPeerConnection; the lock pairs the two.
 	t.bweMu.Lock()
 	defer t.bweMu.Unlock()
-	t.pendingBWE = nil
+	t.pendingBWE, t.startBitrate = nil, start
 	pc, err := t.apiBWE.NewPeerConnection(conf)
+	t.startBitrate = 0
 	if err != nil {
 		return nil, nil, fmt.Errorf("webrtc: new peer connection: %w", err)
 	}

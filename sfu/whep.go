@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -555,6 +556,11 @@ func (x *SFU) handleWHEP(ctx *fasthttp.RequestCtx, rest string) {
 		HTTPError(ctx, fasthttp.StatusNotFound, err)
 		return
 	}
+	start, err := x.startBitrate(ctx.QueryArgs().Peek("start_bitrate"))
+	if err != nil {
+		HTTPError(ctx, fasthttp.StatusBadRequest, err)
+		return
+	}
 	body, ok := ReadSDPBody(ctx, x.conf.MaxSDPBytes, "application/sdp")
 	if !ok {
 		return
@@ -564,7 +570,7 @@ func (x *SFU) handleWHEP(ctx *fasthttp.RequestCtx, rest string) {
 		HTTPError(ctx, fasthttp.StatusBadRequest, err)
 		return
 	}
-	v, answer, err := x.newViewer(s, pinned, offer, wantVideo, wantAudio, ctx.RemoteAddr().String())
+	v, answer, err := x.newViewer(s, pinned, offer, wantVideo, wantAudio, start, ctx.RemoteAddr().String())
 	if err != nil {
 		status := fasthttp.StatusInternalServerError
 		switch {
@@ -579,10 +585,25 @@ func (x *SFU) handleWHEP(ctx *fasthttp.RequestCtx, rest string) {
 	WriteAnswer(ctx, "/whep/session/"+v.id, answer, x.tr.ICEServers())
 }
 
+// startBitrate reads a WHEP request's start_bitrate: where the viewer's
+// bandwidth estimate starts (a player that knows its link is slow starts
+// low, on a low rendition, instead of learning it from losses). It may be
+// 100000 up to webrtc.initial_bitrate; absent, 0 (the configured start).
+func (x *SFU) startBitrate(v []byte) (int, error) {
+	if len(v) == 0 {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(string(v))
+	if err != nil || n < 100_000 || n > x.conf.InitialBitrate {
+		return 0, fmt.Errorf("start_bitrate: %q is not a bitrate from 100000 to %d bit/s", v, x.conf.InitialBitrate)
+	}
+	return n, nil
+}
+
 // newViewer sends only the kinds the offer asks for: a track the offer has
 // no section for is never negotiated, so it would never be bound and the
 // viewer would wait for it forever.
-func (x *SFU) newViewer(s *engine.Stream, pinned bool, offer webrtc.SessionDescription, wantVideo, wantAudio bool, remote string) (*viewer, *webrtc.SessionDescription, error) {
+func (x *SFU) newViewer(s *engine.Stream, pinned bool, offer webrtc.SessionDescription, wantVideo, wantAudio bool, startBitrate int, remote string) (*viewer, *webrtc.SessionDescription, error) {
 	group := s.Group()
 	src := s
 	if s.Rendition() != "source" {
@@ -597,7 +618,7 @@ func (x *SFU) newViewer(s *engine.Stream, pinned bool, offer webrtc.SessionDescr
 	}
 	hasOpus = hasOpus && wantAudio
 	useBWE := x.conf.ABR && !pinned && len(x.eng.Renditions(group)) > 1
-	pc, bwe, err := x.tr.newViewerPeerConnection(useBWE)
+	pc, bwe, err := x.tr.newViewerPeerConnection(useBWE, startBitrate)
 	if err != nil {
 		return nil, nil, err
 	}

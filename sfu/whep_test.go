@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -333,6 +334,9 @@ func TestWHEPHTTPErrors(t *testing.T) {
 		{"wrong type", "POST", "/whep/live1", "text/plain", []byte("v=0\r\n"), 415, "content type"},
 		{"unknown session", "DELETE", "/whep/session/deadbeef", "", nil, 404, "session not found"},
 		{"get", "GET", "/whep/live1", "", nil, 405, "POST"},
+		{"start bitrate not a number", "POST", "/whep/live1?start_bitrate=fast", "application/sdp", []byte("v=0\r\n"), 400, "start_bitrate"},
+		{"start bitrate too low", "POST", "/whep/live1?start_bitrate=5000", "application/sdp", []byte("v=0\r\n"), 400, "from 100000"},
+		{"start bitrate over the configured start", "POST", fmt.Sprintf("/whep/live1?start_bitrate=%d", conf.InitialBitrate+1), "application/sdp", []byte("v=0\r\n"), 400, "start_bitrate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st, body := httpDo(t, tc.method, base+tc.path, tc.ctype, tc.body)

@@ -235,6 +235,56 @@ async function checkWHEP(ctx, env, streamID) {
   const r = await playWHEP(ctx, env, streamID, "240p");
   record("b", "WHEP player page plays the 240p rung", whepOK(r), whepFigures(r));
   await r.page.close();
+  await checkWHEPSwitch(ctx, env, streamID);
+}
+
+// b) an unpinned WHEP viewer that starts its bandwidth estimate low
+// (start_bitrate) is moved from the source to the 240p rung by the server's
+// ABR: Chromium keeps decoding through the switch (the rung's pictures come
+// its encode time after the source's; the server keeps the timestamps
+// going forward), and the server counts a switch at a fresh keyframe, none
+// forced after its 5 s wait.
+async function checkWHEPSwitch(ctx, env, streamID) {
+  const metric = async (how) => {
+    const m = (await (await fetch(`${env.engine}/metrics`)).text()).match(new RegExp(`^liveengine_webrtc_rendition_switches_total\\{how="${how}"\\} (\\d+)`, "m"));
+    return m ? +m[1] : 0;
+  };
+  const [key0, forced0] = [await metric("keyframe"), await metric("forced")];
+  const page = await ctx.newPage();
+  await page.goto(`${env.engine}/webrtc/whep.html?stream=${streamID}&start_bitrate=150000`);
+  // framesDecoded every 100 ms: the longest stretch without a new frame.
+  await page.evaluate(() => {
+    window.samples = [];
+    setInterval(async () => {
+      if (!pc) return;
+      let n = 0;
+      (await pc.getStats()).forEach((x) => { if (x.type === "inbound-rtp" && x.kind === "video") n = x.framesDecoded; });
+      samples.push([performance.now(), n, document.getElementById("v").videoWidth]);
+    }, 100);
+  });
+  let switchedAt = 0;
+  await poll("the 240p rung in the player", 30000, () => page.evaluate(() => {
+    if (report.error) throw new Error(report.error);
+    return samples.some((s) => s[2] > 0 && s[2] < 640);
+  }));
+  await sleep(4000);
+  const r = await page.evaluate(() => {
+    const first = samples.find((s) => s[1] > 0);
+    const sw = samples.find((s) => s[2] > 0 && s[2] < 640);
+    let gap = 0, last = first;
+    for (const s of samples) {
+      if (s[0] < first[0]) continue;
+      if (s[1] > last[1]) { gap = Math.max(gap, s[0] - last[0]); last = s; }
+    }
+    const end = samples[samples.length - 1];
+    return { widths: [...new Set(samples.map((s) => s[2]).filter((w) => w > 0))], gap: Math.round(gap), framesAfter: end[1] - sw[1], secsAfter: (end[0] - sw[0]) / 1000 };
+  });
+  const [key1, forced1] = [await metric("keyframe"), await metric("forced")];
+  const ok = r.widths.includes(640) && r.widths.some((w) => w < 640) && key1 > key0 && forced1 === forced0 && r.gap < 1000 && r.framesAfter >= 20;
+  record("b", "WHEP viewer starting low is switched to the 240p rung", ok,
+    `widths seen ${r.widths.join(" -> ")}, switches at a fresh keyframe +${key1 - key0}, forced +${forced1 - forced0}, longest gap without a new frame ${r.gap} ms, ` +
+    `${r.framesAfter} frames decoded in the ${r.secsAfter.toFixed(1)} s after the switch`);
+  await page.close();
 }
 
 // c) the browser publishes over WHIP as OBS would; HLS (ffprobe) and WHEP play it.
