@@ -26,7 +26,7 @@ trap 'rm -rf "$out"' EXIT
 
 go test -c -o "$out/ledger.test" ./control/ledger
 cd "$out"
-echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git -C "$OLDPWD" rev-parse --short HEAD)"
+echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git -C "$OLDPWD" describe --always --dirty)"
 LEDGER_BENCH_CLIENT=process LEDGER_BENCH_CLIENTS=$CLIENTS ./ledger.test -test.run '^$' \
 	-test.bench 'BenchmarkGifts$/sqlite/batch' -test.benchtime "${GIFTS}x" \
 	-test.cpuprofile gifts.prof | tee gifts.txt | grep '^Benchmark'
