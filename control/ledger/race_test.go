@@ -1,0 +1,327 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/liveengine/liveengine/control/ledger/payment"
+)
+
+// raceModes are the ways a money request can meet a concurrent duplicate:
+// one node with group commit, one node in naive mode (each transfer its own
+// transaction, run side by side), and two control nodes with group commit
+// on one database (the nodes' writers race each other).
+var raceModes = []string{"sqlite", "postgres", "sqlite-naive", "postgres-naive", "sqlite-2nodes", "postgres-2nodes"}
+
+// startNodes starts the API for mode: two servers on one database for
+// "-2nodes", else one server returned twice. Every node knows stream
+// "live" of "star".
+func startNodes(t *testing.T, mode string) ([2]*server, func()) {
+	t.Helper()
+	d, rest, _ := strings.Cut(mode, "-")
+	db := openDB(t, d)
+	conf := DefaultConfig()
+	conf.Naive = rest == "naive"
+	var nodes [2]*server
+	nodes[0] = startServer(t, db, conf, nil)
+	nodes[1] = nodes[0]
+	if rest == "2nodes" {
+		nodes[1] = startServer(t, db, conf, nil)
+	}
+	for _, s := range nodes {
+		s.streams.set("live", "star", true)
+	}
+	return nodes, func() { mustInvariants(t, db) }
+}
+
+// checkHolds fails unless every withdrawal row has exactly one withdrawal
+// transfer, and the user's hold is the sum of the pending ones.
+func checkHolds(t *testing.T, s *server, user string) {
+	t.Helper()
+	ctx := context.Background()
+	db := s.db
+	var pending, rows, transfers int64
+	if err := db.QueryRowContext(ctx, db.Rebind("SELECT COALESCE(SUM(CASE WHEN status = 'pending' THEN coins ELSE 0 END), 0), COUNT(*) FROM ledger_withdrawals WHERE user_id = ?"), user).Scan(&pending, &rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.QueryRowContext(ctx, db.Rebind("SELECT COUNT(*) FROM ledger_transfers WHERE kind = ? AND actor = ?"), TransferWithdrawal, user).Scan(&transfers); err != nil {
+		t.Fatal(err)
+	}
+	if rows != transfers {
+		t.Fatalf("%s: %d withdrawal rows, %d withdrawal transfers", user, rows, transfers)
+	}
+	if h := s.balance(Hold(user)); h != pending {
+		t.Fatalf("%s: hold %d, pending withdrawals %d", user, h, pending)
+	}
+}
+
+// earn gives star earnings: fan tops up and sends n crowns (5000 coins,
+// 3500 to star).
+func earn(s *server, fan string, n int) {
+	s.t.Helper()
+	s.topup(fan, int64(n)*5000)
+	for i := 0; i < n; i++ {
+		s.must(201, "POST", "/api/v1/streams/live/gifts", fan, fmt.Sprint(fan, "-crown-", i), map[string]any{"gift_id": "crown"}, nil)
+	}
+}
+
+// TestSettleRaces: an admin's approve sent several times at once (a double
+// click, two admins, two nodes) is one settlement, answered 200 with the
+// same body every time; approve and reject at once settle once, the loser
+// answers 409.
+func TestSettleRaces(t *testing.T) {
+	for _, mode := range raceModes {
+		t.Run(mode, func(t *testing.T) {
+			nodes, check := startNodes(t, mode)
+			s := nodes[0]
+			s.addGift("crown", 5000)
+			earn(s, "fan", 4) // star: 14000
+			const rounds = 4
+			var ws [2 * rounds]WithdrawalView
+			for i := range ws {
+				s.must(201, "POST", "/api/v1/withdrawals", "star", fmt.Sprint("w", i), map[string]any{"coins": 1000 + i}, &ws[i])
+			}
+			type answer struct {
+				status int
+				body   []byte
+			}
+			race := func(wid string, actions []string) []answer {
+				out := make([]answer, len(actions))
+				var wg sync.WaitGroup
+				for i, act := range actions {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						st, b := nodes[i%2].do("POST", "/api/v1/admin/withdrawals/"+wid+"/"+act, "root:admin", fmt.Sprint(wid, "-", i), nil)
+						out[i] = answer{st, b}
+					}()
+				}
+				wg.Wait()
+				return out
+			}
+			var posted, voided int64
+			for r := 0; r < rounds; r++ {
+				// The same approval, six times at once.
+				w := ws[2*r]
+				got := race(w.ID, []string{"approve", "approve", "approve", "approve", "approve", "approve"})
+				for i, a := range got {
+					if a.status != 200 || !bytes.Equal(a.body, got[0].body) {
+						t.Errorf("approve %d of %s: %d %s (first: %d %s)", i, w.ID, a.status, a.body, got[0].status, got[0].body)
+					}
+				}
+				posted += w.Coins
+				// Approve and reject at once: one wins.
+				w = ws[2*r+1]
+				got = race(w.ID, []string{"approve", "reject", "approve", "reject"})
+				var wins []string
+				for i, a := range got {
+					switch a.status {
+					case 200:
+						var v WithdrawalView
+						if err := json.Unmarshal(a.body, &v); err != nil {
+							t.Fatal(err)
+						}
+						wins = append(wins, v.Status)
+						if want := map[int]string{0: "posted", 1: "voided"}[i%2]; v.Status != want {
+							t.Errorf("%s answered 200 %s", []string{"approve", "reject"}[i%2], a.body)
+						}
+					case 409:
+					default:
+						t.Errorf("settle %d of %s: %d %s", i, w.ID, a.status, a.body)
+					}
+				}
+				if len(wins) == 0 || (len(wins) == 2 && wins[0] != wins[1]) || len(wins) > 2 {
+					t.Fatalf("approve+reject of %s: winners %v", w.ID, wins)
+				}
+				if wins[0] == "posted" {
+					posted += w.Coins
+				} else {
+					voided += w.Coins
+				}
+			}
+			if got := s.balance(Payout); got != posted {
+				t.Errorf("payout %d, want %d", got, posted)
+			}
+			if got := s.balance(Earnings("star")); got != 14000-posted {
+				t.Errorf("earnings %d, want %d (voided %d)", got, 14000-posted, voided)
+			}
+			var list struct{ Withdrawals []WithdrawalView }
+			s.must(200, "GET", "/api/v1/admin/withdrawals?status=pending", "root:admin", "", nil, &list)
+			if len(list.Withdrawals) != 0 {
+				t.Errorf("still pending: %+v", list.Withdrawals)
+			}
+			checkHolds(t, s, "star")
+			check()
+		})
+	}
+}
+
+// TestWebhookStorm: one verified "completed" webhook delivered many times
+// at once (provider retries, several nodes behind a load balancer) credits
+// exactly once, and every delivery is answered 200: a 5xx makes the
+// provider retry for days.
+func TestWebhookStorm(t *testing.T) {
+	for _, mode := range raceModes {
+		t.Run(mode, func(t *testing.T) {
+			nodes, check := startNodes(t, mode)
+			s := nodes[0]
+			pp := payment.NewPayPal(s.api.conf.PayPal.HMACConfig)
+			const orders, deliveries = 3, 8
+			for o := 0; o < orders; o++ {
+				var ov OrderView
+				s.must(201, "POST", "/api/v1/wallet/topups", "cat", fmt.Sprint("o", o), map[string]any{"coins": 1000, "provider": "paypal"}, &ov)
+				var wg sync.WaitGroup
+				var mu sync.Mutex
+				credited := 0
+				for i := 0; i < deliveries; i++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						body := payment.NewEventBody(fmt.Sprint("WH-", o, "-", i%2), ov.OrderID, 1000, "USD", 2)
+						var hs []string
+						for k, v := range pp.SignHeaders(body, time.Now()) {
+							hs = append(hs, k, v)
+						}
+						st, b := nodes[i%2].do("POST", "/api/v1/payments/webhooks/paypal", "", "", body, hs...)
+						var r WebhookResult
+						if st != 200 || json.Unmarshal(b, &r) != nil {
+							t.Errorf("delivery %d of %s: %d %s", i, ov.OrderID, st, b)
+							return
+						}
+						mu.Lock()
+						if r.Credited {
+							credited++
+						}
+						mu.Unlock()
+					}()
+				}
+				wg.Wait()
+				if credited != 1 {
+					t.Errorf("%s: %d deliveries said credited", ov.OrderID, credited)
+				}
+			}
+			if got := s.balance(Wallet("cat")); got != orders*1000 {
+				t.Fatalf("wallet %d, want %d", got, orders*1000)
+			}
+			check()
+		})
+	}
+}
+
+// TestWithdrawalRaces: withdrawal requests at once against earnings that
+// gifts keep adding to: never more held than earned; the same key sent to
+// two nodes at once is one withdrawal (201 with the same body, or 409 while
+// in flight on one node); the same key with two bodies is one withdrawal
+// and the other request is refused, never both applied.
+func TestWithdrawalRaces(t *testing.T) {
+	for _, mode := range raceModes {
+		t.Run(mode, func(t *testing.T) {
+			nodes, check := startNodes(t, mode)
+			s := nodes[0]
+			s.addGift("crown", 5000)
+			s.addGift("rose", 10)
+			earn(s, "fan", 1) // star: 3500
+			s.topup("fan2", 1000)
+
+			// Two withdrawals of 2000 at once: only one fits; gifts arrive
+			// meanwhile (70 coins at most, never enough for the second).
+			var wg sync.WaitGroup
+			status := make([]int, 2)
+			for i := range status {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					st, b := nodes[i].do("POST", "/api/v1/withdrawals", "star", fmt.Sprint("big", i), map[string]any{"coins": 2000})
+					if st != 201 && st != 402 {
+						t.Errorf("withdrawal %d: %d %s", i, st, b)
+					}
+					status[i] = st
+				}()
+			}
+			for g := 0; g < 10; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					nodes[g%2].must(201, "POST", "/api/v1/streams/live/gifts", "fan2", fmt.Sprint("rose", g), map[string]any{"gift_id": "rose"}, nil)
+				}()
+			}
+			wg.Wait()
+			if status[0]+status[1] != 201+402 {
+				t.Fatalf("two withdrawals of 2000 from 3500: %v", status)
+			}
+			if got := s.balance(Earnings("star")); got != 3500+70-2000 {
+				t.Fatalf("earnings %d", got)
+			}
+
+			earn(s, "fan3", 2) // star: 1570 + 7000
+			// The same key and body on both nodes at once, several times.
+			for r := 0; r < 4; r++ {
+				key := fmt.Sprint("same", r)
+				answers := make([][]byte, 4)
+				for i := range answers {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						st, b := nodes[i%2].do("POST", "/api/v1/withdrawals", "star", key, map[string]any{"coins": 1000})
+						switch st {
+						case 201:
+							answers[i] = b
+						case 409:
+							if !strings.Contains(string(b), "idempotency_in_flight") {
+								t.Errorf("%s: 409 %s", key, b)
+							}
+						default:
+							t.Errorf("%s: %d %s", key, st, b)
+						}
+					}()
+				}
+				wg.Wait()
+				var first []byte
+				for _, b := range answers {
+					if b != nil && first == nil {
+						first = b
+					}
+					if b != nil && !bytes.Equal(b, first) {
+						t.Errorf("%s: two answers %s and %s", key, first, b)
+					}
+				}
+			}
+			if got := s.balance(Hold("star")); got != 2000+4*1000 {
+				t.Fatalf("hold %d, want %d", got, 2000+4*1000)
+			}
+
+			// The same key with two bodies at once: one applies.
+			for r := 0; r < 4; r++ {
+				key := fmt.Sprint("twobodies", r)
+				ok := make([]bool, 2)
+				for i := range ok {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						st, b := nodes[i].do("POST", "/api/v1/withdrawals", "star", key, map[string]any{"coins": 1000 + i})
+						switch {
+						case st == 201:
+							ok[i] = true
+						case st == 422 && strings.Contains(string(b), "idempotency_key_reused"):
+						case st == 409 && strings.Contains(string(b), "idempotency_in_flight"):
+						default:
+							t.Errorf("%s body %d: %d %s", key, i, st, b)
+						}
+					}()
+				}
+				wg.Wait()
+				if ok[0] && ok[1] {
+					t.Fatalf("%s: both bodies applied", key)
+				}
+			}
+			checkHolds(t, s, "star")
+			check()
+		})
+	}
+}
