@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -322,6 +323,76 @@ func TestWithdrawalRaces(t *testing.T) {
 			}
 			checkHolds(t, s, "star")
 			check()
+		})
+	}
+}
+
+// TestGiftAmounts: a gift's price times its quantity never wraps around
+// int64 (with max_gift_quantity set very high, a quantity chosen so that
+// price × quantity overflows to a few hundred coins bought 2×10^16 gifts
+// of 10^9 coins for 512); commission overrides of 0% and 100% move the
+// whole gift to one side; odd quantities are refused.
+func TestGiftAmounts(t *testing.T) {
+	for _, d := range dialects {
+		t.Run(d, func(t *testing.T) {
+			db := openDB(t, d)
+			s := startServerWith(t, db, DefaultConfig(), nil, bearerAuth{}, func(c *APIConfig) { c.MaxGiftQuantity = math.MaxInt64 })
+			s.streams.set("live", "star", true)
+			s.streams.set("live2", "nova", true)
+			s.streams.set("live3", "zed", true)
+			s.addGift("diamond", 1_000_000_000)
+			s.addGift("rose", 10)
+			s.topup("amy", 100_000)
+			// 20211507185753197 × 10^9 = 512 (mod 2^64).
+			for _, q := range []int64{20211507185753197, math.MaxInt64, 9_300_000_000, 1_000_001} {
+				st, b := s.do("POST", "/api/v1/streams/live/gifts", "amy", fmt.Sprint("huge", q), fmt.Sprintf(`{"gift_id":"diamond","quantity":%d}`, q))
+				if st != 400 && st != 402 {
+					t.Errorf("quantity %d of a 10^9 gift: %d %s", q, st, b)
+				}
+			}
+			if got := s.balance(Wallet("amy")); got != 100_000 {
+				t.Fatalf("amy %d after refused gifts", got)
+			}
+			// Odd quantities: 0 means one, the others are refused.
+			for body, want := range map[string]int{
+				`{"gift_id":"rose","quantity":-1}`:                    400,
+				`{"gift_id":"rose","quantity":1.5}`:                   400,
+				`{"gift_id":"rose","quantity":"2"}`:                   400,
+				`{"gift_id":"rose","quantity":99999999999999999999}`:  400,
+				`{"gift_id":"rose","quantity":-99999999999999999999}`: 400,
+				`{"gift_id":"rose","quantity":0}`:                     201,
+			} {
+				if st, b := s.do("POST", "/api/v1/streams/live/gifts", "amy", "odd"+body, body); st != want {
+					t.Errorf("%s: %d %s, want %d", body, st, b, want)
+				}
+			}
+			// Overrides at both ends: nova keeps everything, zed nothing.
+			s.must(200, "PUT", "/api/v1/admin/streamers/nova/commission", "root:admin", "", map[string]any{"percent": 0}, nil)
+			s.must(200, "PUT", "/api/v1/admin/streamers/zed/commission", "root:admin", "", map[string]any{"percent": 100}, nil)
+			for i := 0; i < 3; i++ {
+				s.must(201, "POST", "/api/v1/streams/live2/gifts", "amy", fmt.Sprint("n", i), map[string]any{"gift_id": "rose", "quantity": 7}, nil)
+				s.must(201, "POST", "/api/v1/streams/live3/gifts", "amy", fmt.Sprint("z", i), map[string]any{"gift_id": "rose", "quantity": 7}, nil)
+			}
+			if n, z, p := s.balance(Earnings("nova")), s.balance(Earnings("zed")), s.balance(Platform); n != 210 || z != 0 || p != 3+210 {
+				t.Fatalf("nova %d, zed %d, platform %d", n, z, p)
+			}
+			var e EarningsView
+			s.must(200, "GET", "/api/v1/earnings", "zed", "", nil, &e)
+			if e.Available != 0 || len(e.ByDay) != 0 {
+				t.Fatalf("zed earnings %+v", e)
+			}
+			s.must(200, "GET", "/api/v1/earnings", "nova", "", nil, &e)
+			if e.Available != 210 || len(e.ByDay) != 1 || e.ByDay[0].Gifts != 3 {
+				t.Fatalf("nova earnings %+v", e)
+			}
+			var rep struct {
+				Total int64 `json:"period_total_coins"`
+			}
+			s.must(200, "GET", "/api/v1/admin/reports/commission", "root:admin", "", nil, &rep)
+			if rep.Total != 213 {
+				t.Fatalf("commission report %+v", rep)
+			}
+			mustInvariants(t, db)
 		})
 	}
 }
