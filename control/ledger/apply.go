@@ -110,6 +110,10 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 			}
 		}
 	}
+	// Sorted before they are created too: two transactions creating the
+	// same new accounts in opposite orders (legs X->Y and Y->X, or two
+	// nodes' batches) deadlocked on PostgreSQL's primary key.
+	sort.Slice(accts, func(i, k int) bool { return accts[i].(string) < accts[k].(string) })
 	var missing []any
 	for _, a := range accts {
 		if _, ok := l.known.Load(AccountID(a.(string))); !ok {
@@ -136,7 +140,6 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 		}
 	}
 	bal := make(map[AccountID]int64, len(accts))
-	sort.Slice(accts, func(i, k int) bool { return accts[i].(string) < accts[k].(string) })
 	// On SQLite the writer knows the balances it committed itself (see
 	// balanceCache); only the others are read.
 	cache, err := l.balanceCache(ctx, c)
