@@ -432,3 +432,77 @@ func TestAccountCreationOrder(t *testing.T) {
 	}
 	mustInvariants(t, db)
 }
+
+// TestIdempotencyKeys: keys at the length limit; one key used by one user
+// for a gift and then a withdrawal (refused: the key is the user's, across
+// endpoints), and by another user (independent); the same key with two
+// bodies at once on every mode, never both applied.
+func TestIdempotencyKeys(t *testing.T) {
+	for _, mode := range raceModes {
+		t.Run(mode, func(t *testing.T) {
+			nodes, check := startNodes(t, mode)
+			s := nodes[0]
+			s.addGift("crown", 5000)
+			s.addGift("rose", 10)
+			earn(s, "fan", 1) // star: 3500
+			s.topup("amy", 1000)
+			s.topup("bob", 1000)
+			long := strings.Repeat("k", 200)
+			first := s.must(201, "POST", "/api/v1/streams/live/gifts", "amy", long, map[string]any{"gift_id": "rose"}, nil)
+			if st, b := s.do("POST", "/api/v1/streams/live/gifts", "amy", long+"k", map[string]any{"gift_id": "rose"}); st != 400 || !strings.Contains(string(b), "idempotency_key_required") {
+				t.Fatalf("201-byte key: %d %s", st, b)
+			}
+			s.must(201, "POST", "/api/v1/withdrawals", "star", long, map[string]any{"coins": 1000}, nil)
+			// amy's long key again, for a withdrawal: refused, the gift
+			// still replays.
+			if st, b := s.do("POST", "/api/v1/withdrawals", "amy", long, map[string]any{"coins": 1000}); st != 422 {
+				t.Fatalf("gift key reused for a withdrawal: %d %s", st, b)
+			}
+			if again := s.must(201, "POST", "/api/v1/streams/live/gifts", "amy", long, map[string]any{"gift_id": "rose"}, nil); !bytes.Equal(first, again) {
+				t.Fatalf("gift replay differs:\n%s\n%s", first, again)
+			}
+			// star's withdrawal key, for star's gift: refused too.
+			if st, b := s.do("POST", "/api/v1/streams/live/gifts", "star", long, map[string]any{"gift_id": "rose"}); st != 422 {
+				t.Fatalf("withdrawal key reused for a gift: %d %s", st, b)
+			}
+			// bob's key is bob's.
+			s.must(201, "POST", "/api/v1/streams/live/gifts", "bob", long, map[string]any{"gift_id": "rose"}, nil)
+
+			// Two bodies, one key, at once: one gift at most.
+			for r := 0; r < 6; r++ {
+				key := fmt.Sprint("two", r)
+				var wg sync.WaitGroup
+				ok := make([]bool, 2)
+				for i := range ok {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						st, b := nodes[i].do("POST", "/api/v1/streams/live/gifts", "bob", key, map[string]any{"gift_id": "rose", "quantity": 1 + i})
+						switch {
+						case st == 201:
+							ok[i] = true
+						case st == 422 && strings.Contains(string(b), "idempotency_key_reused"):
+						case st == 409 && strings.Contains(string(b), "idempotency_in_flight"):
+						default:
+							t.Errorf("%s body %d: %d %s", key, i, st, b)
+						}
+					}()
+				}
+				wg.Wait()
+				if ok[0] && ok[1] {
+					t.Fatalf("%s: both bodies applied", key)
+				}
+			}
+			var n int64
+			if err := s.db.QueryRowContext(context.Background(), s.db.Rebind("SELECT COUNT(*) FROM ledger_transfers WHERE actor = ? AND kind = ?"), "bob", TransferGift).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			spent := 1000 - s.balance(Wallet("bob"))
+			if spent < 10*n || spent > 10*(1+2*(n-1)) {
+				t.Fatalf("bob: %d gifts, %d coins spent", n, spent)
+			}
+			checkHolds(t, s, "star")
+			check()
+		})
+	}
+}
