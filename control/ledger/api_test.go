@@ -546,6 +546,22 @@ func TestReplayAfterRestart(t *testing.T) {
 			if st, b := deliver(s2); st != 422 || !strings.Contains(b, "unknown_order") || s2.balance(Wallet("cat")) != 500 {
 				t.Fatalf("sandbox order via paypal: %d %s", st, b)
 			}
+			// The reverse matters more: the sandbox's secret is no secret,
+			// and must not complete a PayPal order.
+			var po OrderView
+			s2.must(201, "POST", "/api/v1/wallet/topups", "cat", "o3", map[string]any{"coins": 500, "provider": "paypal"}, &po)
+			sb := payment.NewSandbox(DefaultAPIConfig().Sandbox.HMACConfig)
+			forged := payment.NewEventBody("WH-3", po.OrderID, 500, "USD", 2)
+			var hs []string
+			for k, v := range sb.SignHeaders(forged, time.Now()) {
+				hs = append(hs, k, v)
+			}
+			if st, b := s2.do("POST", "/api/v1/payments/webhooks/sandbox", "", "", forged, hs...); st != 422 || s2.balance(Wallet("cat")) != 500 {
+				t.Fatalf("paypal order via sandbox: %d %s", st, b)
+			}
+			if st, b := s2.do("POST", "/api/v1/payments/sandbox/orders/"+po.OrderID+"/complete", "cat", "", nil); st != 404 || s2.balance(Wallet("cat")) != 500 {
+				t.Fatalf("paypal order completed by the sandbox: %d %s", st, b)
+			}
 			// A new gift debits the balance the database holds.
 			s2.must(201, "POST", "/api/v1/streams/s1/gifts", "amy", "L", map[string]any{"gift_id": "rose", "quantity": 7}, nil)
 			if st, b := s2.do("POST", "/api/v1/streams/s1/gifts", "amy", "M", map[string]any{"gift_id": "rose"}); st != 402 {
