@@ -490,6 +490,11 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	a = DefaultAPIConfig()
+	a.MaxTopupCoins = MaxAmount + 1
+	if err := a.Validate(); err == nil || !strings.Contains(err.Error(), "wallet.max_topup_coins") {
+		t.Fatal(err)
+	}
+	a = DefaultAPIConfig()
 	a.PayPal.Enabled = true
 	if err := a.Validate(); err == nil || !strings.Contains(err.Error(), "wallet.paypal.secret") {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"strings"
 	"sync"
 	"testing"
@@ -504,5 +505,73 @@ func TestIdempotencyKeys(t *testing.T) {
 			checkHolds(t, s, "star")
 			check()
 		})
+	}
+}
+
+// TestLargeAmounts: the largest amounts the configuration allows (a top-up
+// of max_topup_coins, a withdrawal of it, four currency decimals) price
+// and pay out without wrapping around int64 in minor units.
+func TestLargeAmounts(t *testing.T) {
+	for _, d := range dialects {
+		t.Run(d, func(t *testing.T) {
+			db := openDB(t, d)
+			const big = int64(MaxAmount)
+			s := startServerWith(t, db, DefaultConfig(), nil, bearerAuth{}, func(c *APIConfig) {
+				c.CurrencyDecimals, c.MaxTopupCoins, c.MaxGiftQuantity = 4, big, 1_000_000
+				c.Sandbox.Decimals = 4
+			})
+			s.streams.set("live", "star", true)
+			s.addGift("diamond", 1_000_000_000)
+			var o OrderView
+			s.must(201, "POST", "/api/v1/wallet/topups", "whale", "t1", map[string]any{"coins": big}, &o)
+			if o.Amount != "10000000000000.0000" {
+				t.Fatalf("price of %d coins: %+v", big, o)
+			}
+			s.must(200, "POST", o.Checkout.URL, "whale", "", nil, nil)
+			if got := s.balance(Wallet("whale")); got != big {
+				t.Fatalf("whale %d after a top-up of %d", got, big)
+			}
+			s.must(201, "POST", "/api/v1/streams/live/gifts", "whale", "g1", map[string]any{"gift_id": "diamond", "quantity": 1_000_000}, nil)
+			var w WithdrawalView
+			s.must(201, "POST", "/api/v1/withdrawals", "star", "w1", map[string]any{"coins": big * 7 / 10}, &w)
+			if w.Amount != "7000000000000.0000" {
+				t.Fatalf("withdrawal %+v", w)
+			}
+			var minor int64
+			if err := db.QueryRowContext(context.Background(), db.Rebind("SELECT amount_minor FROM ledger_withdrawals WHERE id = ?"), w.ID).Scan(&minor); err != nil || minor != big*7/10*100 {
+				t.Fatalf("withdrawal amount_minor %d (%v), want %d", minor, err, big*7/10*100)
+			}
+			checkHolds(t, s, "star")
+			mustInvariants(t, db)
+		})
+	}
+}
+
+// TestMinorUnits: coins to currency minor units, rounded down for payouts
+// and up for prices, exactly as with unbounded integers.
+func TestMinorUnits(t *testing.T) {
+	for _, cpu := range []int64{1, 3, 7, 100, 1000} {
+		for dec := 0; dec <= 4; dec++ {
+			c := DefaultAPIConfig()
+			c.CoinsPerUnit, c.CurrencyDecimals = cpu, dec
+			m := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(dec)), nil)
+			for _, coins := range []int64{0, 1, 2, cpu - 1, cpu, cpu + 1, 12345, 999_999_999_999_999, MaxAmount} {
+				x := new(big.Int).Mul(big.NewInt(coins), m)
+				q, r := new(big.Int).QuoRem(x, big.NewInt(cpu), new(big.Int))
+				up := new(big.Int).Set(q)
+				if r.Sign() > 0 {
+					up.Add(up, big.NewInt(1))
+				}
+				if !up.IsInt64() {
+					continue // 10^15 coins at 1 coin per unit, 4 decimals: no int64 holds it
+				}
+				if got := c.currencyMinor(coins); got != q.Int64() {
+					t.Errorf("currencyMinor(%d) with %d coins/unit, %d decimals = %d, want %s", coins, cpu, dec, got, q)
+				}
+				if got := c.priceMinor(coins); got != up.Int64() {
+					t.Errorf("priceMinor(%d) with %d coins/unit, %d decimals = %d, want %s", coins, cpu, dec, got, up)
+				}
+			}
+		}
 	}
 }
