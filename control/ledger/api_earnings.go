@@ -354,7 +354,9 @@ func (a *API) settleWithdrawal(ctx *fasthttp.RequestCtx, wid string, who caller,
 	})
 	switch {
 	case errors.Is(err, ErrIdempotencyConflict), errors.Is(err, ErrEffectFailed):
-		writeError(ctx, fasthttp.StatusConflict, "withdrawal_already_decided", "this withdrawal was already "+w.Status)
+		// w.Status was read before the settlement that won a race: it
+		// may still say pending.
+		writeError(ctx, fasthttp.StatusConflict, "withdrawal_already_decided", "this withdrawal was already decided")
 		return
 	case err != nil:
 		a.transferError(ctx, err)

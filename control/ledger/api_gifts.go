@@ -190,6 +190,14 @@ func (a *API) sendGift(ctx *fasthttp.RequestCtx, p params, who caller) {
 		fail(fasthttp.StatusNotFound, "gift_not_found", "no active gift "+strconv.Quote(b.GiftID))
 		return
 	}
+	if b.Quantity > MaxAmount/g.Price {
+		// price × quantity must not wrap around int64: max_gift_quantity
+		// has no upper bound and a price may be 10^9, and a wrapped total
+		// once charged 512 coins for 2×10^16 gifts of 10^9. MaxAmount
+		// bounds one leg anyway.
+		fail(fasthttp.StatusBadRequest, "bad_request", fmt.Sprintf("quantity: at most %d of gift %q (at most %d coins per request)", int64(MaxAmount)/g.Price, g.ID, int64(MaxAmount)))
+		return
+	}
 	owner, live, err := a.deps.Streams.StreamOwner(rc, streamID)
 	switch {
 	case errors.Is(err, ErrStreamNotFound):

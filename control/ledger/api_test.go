@@ -490,6 +490,11 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	a = DefaultAPIConfig()
+	a.MaxTopupCoins = MaxAmount + 1
+	if err := a.Validate(); err == nil || !strings.Contains(err.Error(), "wallet.max_topup_coins") {
+		t.Fatal(err)
+	}
+	a = DefaultAPIConfig()
 	a.PayPal.Enabled = true
 	if err := a.Validate(); err == nil || !strings.Contains(err.Error(), "wallet.paypal.secret") {
 		t.Fatal(err)
@@ -510,6 +515,23 @@ func TestReplayAfterRestart(t *testing.T) {
 			s.streams.set("s1", "star", true)
 			s.topup("amy", 100)
 			first := s.must(201, "POST", "/api/v1/streams/s1/gifts", "amy", "K", map[string]any{"gift_id": "rose", "quantity": 3}, nil)
+			// A PayPal top-up completed before the restart, its webhook
+			// delivered again after it.
+			var o OrderView
+			s.must(201, "POST", "/api/v1/wallet/topups", "cat", "o1", map[string]any{"coins": 500, "provider": "paypal"}, &o)
+			pp := payment.NewPayPal(s.api.conf.PayPal.HMACConfig)
+			hook := payment.NewEventBody("WH-1", o.OrderID, 500, "USD", 2)
+			deliver := func(s *server) (int, string) {
+				var hs []string
+				for k, v := range pp.SignHeaders(hook, time.Now()) {
+					hs = append(hs, k, v)
+				}
+				st, b := s.do("POST", "/api/v1/payments/webhooks/paypal", "", "", hook, hs...)
+				return st, string(b)
+			}
+			if st, b := deliver(s); st != 200 || !strings.Contains(b, `"credited":true`) {
+				t.Fatalf("webhook: %d %s", st, b)
+			}
 			s.api.Close()
 			s.l.Close()
 
@@ -518,6 +540,32 @@ func TestReplayAfterRestart(t *testing.T) {
 			again := s2.must(201, "POST", "/api/v1/streams/s1/gifts", "amy", "K", map[string]any{"gift_id": "rose", "quantity": 3}, nil)
 			if !bytes.Equal(first, again) {
 				t.Fatalf("replay after restart differs:\n%s\n%s", first, again)
+			}
+			if st, b := deliver(s2); st != 200 || !strings.Contains(b, `"credited":false`) || s2.balance(Wallet("cat")) != 500 {
+				t.Fatalf("webhook after restart: %d %s, wallet %d", st, b, s2.balance(Wallet("cat")))
+			}
+			// A sandbox order's completion signed as PayPal's: not PayPal's order.
+			var so OrderView
+			s2.must(201, "POST", "/api/v1/wallet/topups", "cat", "o2", map[string]any{"coins": 500, "provider": "sandbox"}, &so)
+			hook = payment.NewEventBody("WH-2", so.OrderID, 500, "USD", 2)
+			if st, b := deliver(s2); st != 422 || !strings.Contains(b, "unknown_order") || s2.balance(Wallet("cat")) != 500 {
+				t.Fatalf("sandbox order via paypal: %d %s", st, b)
+			}
+			// The reverse matters more: the sandbox's secret is no secret,
+			// and must not complete a PayPal order.
+			var po OrderView
+			s2.must(201, "POST", "/api/v1/wallet/topups", "cat", "o3", map[string]any{"coins": 500, "provider": "paypal"}, &po)
+			sb := payment.NewSandbox(DefaultAPIConfig().Sandbox.HMACConfig)
+			forged := payment.NewEventBody("WH-3", po.OrderID, 500, "USD", 2)
+			var hs []string
+			for k, v := range sb.SignHeaders(forged, time.Now()) {
+				hs = append(hs, k, v)
+			}
+			if st, b := s2.do("POST", "/api/v1/payments/webhooks/sandbox", "", "", forged, hs...); st != 422 || s2.balance(Wallet("cat")) != 500 {
+				t.Fatalf("paypal order via sandbox: %d %s", st, b)
+			}
+			if st, b := s2.do("POST", "/api/v1/payments/sandbox/orders/"+po.OrderID+"/complete", "cat", "", nil); st != 404 || s2.balance(Wallet("cat")) != 500 {
+				t.Fatalf("paypal order completed by the sandbox: %d %s", st, b)
 			}
 			// A new gift debits the balance the database holds.
 			s2.must(201, "POST", "/api/v1/streams/s1/gifts", "amy", "L", map[string]any{"gift_id": "rose", "quantity": 7}, nil)

@@ -67,6 +67,10 @@ func (c APIConfig) Validate() error {
 		return fmt.Errorf("wallet.currency_decimals: %d not in 0..4", c.CurrencyDecimals)
 	case c.MinTopupCoins < 1 || c.MaxTopupCoins < c.MinTopupCoins:
 		return fmt.Errorf("wallet.min_topup_coins/max_topup_coins: %d..%d is empty", c.MinTopupCoins, c.MaxTopupCoins)
+	case c.MaxTopupCoins > MaxAmount:
+		// A larger order would be paid and then never credited: the
+		// ledger refuses a leg above MaxAmount.
+		return fmt.Errorf("wallet.max_topup_coins: %d is above the ledger's %d per transfer", c.MaxTopupCoins, int64(MaxAmount))
 	case c.MinWithdrawalCoins < 1:
 		return fmt.Errorf("wallet.min_withdrawal_coins: %d must be positive", c.MinWithdrawalCoins)
 	case c.MaxGiftQuantity < 1:
@@ -106,7 +110,9 @@ func (c APIConfig) currencyMinor(coins int64) int64 {
 	for i := 0; i < c.CurrencyDecimals; i++ {
 		m *= 10
 	}
-	return coins * m / c.CoinsPerUnit
+	// Whole units and the rest apart: coins * m overflowed int64 for
+	// large amounts with 4 decimals (10^15 coins: 10^19).
+	return coins/c.CoinsPerUnit*m + coins%c.CoinsPerUnit*m/c.CoinsPerUnit
 }
 
 // priceMinor is what coins cost, rounding up (the buyer never pays less
@@ -116,5 +122,7 @@ func (c APIConfig) priceMinor(coins int64) int64 {
 	for i := 0; i < c.CurrencyDecimals; i++ {
 		m *= 10
 	}
-	return (coins*m + c.CoinsPerUnit - 1) / c.CoinsPerUnit
+	// As currencyMinor, without the overflow: a top-up of 10^15 coins with
+	// 4 decimals was priced at -8446744073709.5515.
+	return coins/c.CoinsPerUnit*m + (coins%c.CoinsPerUnit*m+c.CoinsPerUnit-1)/c.CoinsPerUnit
 }

@@ -110,6 +110,10 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 			}
 		}
 	}
+	// Sorted before they are created too: two transactions creating the
+	// same new accounts in opposite orders (legs X->Y and Y->X, or two
+	// nodes' batches) deadlocked on PostgreSQL's primary key.
+	sort.Slice(accts, func(i, k int) bool { return accts[i].(string) < accts[k].(string) })
 	var missing []any
 	for _, a := range accts {
 		if _, ok := l.known.Load(AccountID(a.(string))); !ok {
@@ -136,7 +140,6 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 		}
 	}
 	bal := make(map[AccountID]int64, len(accts))
-	sort.Slice(accts, func(i, k int) bool { return accts[i].(string) < accts[k].(string) })
 	// On SQLite the writer knows the balances it committed itself (see
 	// balanceCache); only the others are read.
 	cache, err := l.balanceCache(ctx, c)
@@ -279,11 +282,17 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 	// A transfer rejected here (funds, a failed effect, a caller gone) may
 	// be a replay, whose stored answer must win: without the lookup, ask
 	// the database about the rejected keys (rare: the insert below finds
-	// the replays that were not rejected).
-	if !lookup {
+	// the replays that were not rejected). On PostgreSQL the lookup above
+	// ran before this transaction waited for the balances' row locks: a
+	// transaction with the same key (naive mode, another node) may have
+	// committed meanwhile, and rejected this one only because it moved the
+	// coins or settled the withdrawal first. READ COMMITTED shows each
+	// statement what is committed by then, so ask again: the duplicate is
+	// a replay (or a key conflict), not a 402 or a failed effect.
+	if !lookup || pg {
 		var rejected []any
 		for i, o := range out {
-			if o.err != nil {
+			if _, known := existing[jobs[i].req.IdempotencyKey]; o.err != nil && !known {
 				rejected = append(rejected, jobs[i].req.IdempotencyKey)
 			}
 		}
@@ -309,6 +318,12 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 		if len(trRows) > 0 {
 			q := "INSERT INTO " + trCols + " SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::int[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[])"
 			if _, err := l.exec(ctx, c, q, columns(trRows, 14)...); err != nil {
+				if isUnique(err) {
+					// A key committed by another transaction since the
+					// lookup (naive mode, another node): apply again,
+					// and the lookup finds it.
+					return nil, fmt.Errorf("insert transfers: %w: %v", errKeyUsed, err)
+				}
 				return nil, fmt.Errorf("insert transfers: %w", err)
 			}
 		}
@@ -390,7 +405,9 @@ func (l *Ledger) apply(ctx context.Context, c *sql.Conn, jobs []*job) (out []out
 }
 
 // errKeyUsed means a batch applied without looking its keys up met a key
-// committed before; the writer runs the batch again with the lookup.
+// committed before, or (PostgreSQL) a key committed by another transaction
+// after the batch looked it up; the writer runs the batch again with the
+// lookup.
 var errKeyUsed = errors.New("idempotency key used before")
 
 // lookupAfterReplay is how many batches the writer looks keys up again

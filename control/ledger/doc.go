@@ -57,7 +57,13 @@
 // goroutine on its own connection does, and the writer only copies the
 // tail a concurrent checkpoint missed, between batches (checkpoint.go).
 //
-// A batch whose SQL fails as a whole (for example a unique violation raced
-// by another node) is rolled back and its transfers are retried one per
-// transaction, so one bad transfer never sinks its neighbours.
+// On PostgreSQL a key can be committed by another transaction (another
+// node, or naive mode) after the batch looked it up: the insert's unique
+// violation, or a transfer rejected because the other one moved the coins
+// or settled the withdrawal first, makes the batch run again, and the
+// lookup then answers the duplicate as a replay.
+//
+// A batch whose SQL fails as a whole otherwise is rolled back and its
+// transfers are retried one per transaction, so one bad transfer never
+// sinks its neighbours.
 package ledger

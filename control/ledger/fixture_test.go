@@ -136,12 +136,22 @@ func benchTokens() *auth.Tokens {
 
 func startServerAuth(t testing.TB, db *sqldb.DB, conf Config, lb Leaderboard, authn Authenticator) *server {
 	t.Helper()
+	return startServerWith(t, db, conf, lb, authn, nil)
+}
+
+// startServerWith is startServerAuth with the API's configuration changed
+// by edit (nil: the defaults, PayPal enabled).
+func startServerWith(t testing.TB, db *sqldb.DB, conf Config, lb Leaderboard, authn Authenticator, edit func(*APIConfig)) *server {
+	t.Helper()
 	l := newLedger(t, db, conf)
 	s := &server{t: t, db: db, l: l, streams: newStreamTable(), rooms: &roomLog{}}
 	aconf := DefaultAPIConfig()
 	aconf.PayPal = ProviderConfig{Enabled: true}
 	aconf.PayPal.Secret = "paypal-test-secret-0123456789"
 	aconf.PayPal.ReplayWindow = 5 * time.Minute
+	if edit != nil {
+		edit(&aconf)
+	}
 	api, err := NewAPI(l, APIDeps{Auth: authn, Streams: s.streams, Rooms: s.rooms, Leaderboard: lb, Config: aconf, Log: testLog()})
 	if err != nil {
 		t.Fatal(err)

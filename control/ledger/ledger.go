@@ -366,7 +366,7 @@ func (l *Ledger) transferNaive(ctx context.Context, j *job) (Receipt, error) {
 	}
 	defer c.Close()
 	out, err := l.apply(ctx, c, []*job{j})
-	if err != nil && isUnique(err) {
+	if err != nil && (isUnique(err) || errors.Is(err, errKeyUsed)) {
 		// The same key in a transaction running beside this one (on
 		// PostgreSQL nothing serialises naive transactions): it has
 		// committed now, and the lookup finds its answer.
