@@ -168,6 +168,10 @@ func (a *API) setCommission(ctx *fasthttp.RequestCtx, p params, who caller) {
 		a.internal(ctx, err)
 		return
 	}
+	if err := a.l.SyncCommitted(rc); err != nil {
+		a.internal(ctx, err)
+		return
+	}
 	a.catalog.invalidate()
 	a.log.Info("streamer commission set", "streamer", p.get("id"), "percent", *b.Percent, "by", who.id)
 	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"streamer_id": p.get("id"), "percent": *b.Percent})

@@ -98,6 +98,10 @@ func (a *API) createGift(ctx *fasthttp.RequestCtx, _ params, _ caller) {
 		a.internal(ctx, err)
 		return
 	}
+	if err := a.l.SyncCommitted(rc); err != nil {
+		a.internal(ctx, err)
+		return
+	}
 	a.catalog.invalidate()
 	a.log.Info("gift created", "gift", g.ID, "price", g.Price)
 	writeJSON(ctx, fasthttp.StatusCreated, g)
@@ -128,6 +132,10 @@ func (a *API) updateGift(ctx *fasthttp.RequestCtx, p params, _ caller) {
 	db := a.l.db
 	if _, err := db.ExecContext(rc, db.Rebind("UPDATE ledger_gifts SET name = ?, price = ?, animation_url = ?, tier = ?, active = ?, updated_at = ? WHERE id = ?"),
 		g.Name, g.Price, g.AnimationURL, g.Tier, boolInt(g.Active), a.now().UnixMicro(), g.ID); err != nil {
+		a.internal(ctx, err)
+		return
+	}
+	if err := a.l.SyncCommitted(rc); err != nil {
 		a.internal(ctx, err)
 		return
 	}

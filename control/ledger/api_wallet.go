@@ -173,6 +173,12 @@ func (a *API) createTopup(ctx *fasthttp.RequestCtx, _ params, who caller) {
 		a.internal(ctx, err)
 		return
 	}
+	if err := a.l.SyncCommitted(rc); err != nil {
+		// Committed but maybe not durable: the client retries with the
+		// same key and gets this order back.
+		a.internal(ctx, err)
+		return
+	}
 	a.log.Info("topup order created", "order", o.ID, "user", who.id, "provider", p.Name(), "coins", o.Coins)
 	writeRaw(ctx, fasthttp.StatusCreated, body)
 }
