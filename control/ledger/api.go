@@ -433,6 +433,12 @@ func (a *API) replayStored(ctx *fasthttp.RequestCtx, rc context.Context, id idem
 		writeError(ctx, fasthttp.StatusUnprocessableEntity, "idempotency_key_reused", "this Idempotency-Key was used with a different request")
 		return true
 	}
+	// The row may be committed and not yet durable (the first request
+	// still waits for its fsync): answer once it is.
+	if err := a.l.SyncCommitted(rc); err != nil {
+		a.internal(ctx, err)
+		return true
+	}
 	writeRaw(ctx, status, []byte(body))
 	return true
 }

@@ -194,6 +194,11 @@ func (a *API) replayOrder(ctx *fasthttp.RequestCtx, rc context.Context, id idem)
 		writeError(ctx, fasthttp.StatusUnprocessableEntity, "idempotency_key_reused", "this Idempotency-Key was used with a different request")
 		return true
 	}
+	// As replayStored: the order may not be durable yet.
+	if err := a.l.SyncCommitted(rc); err != nil {
+		a.internal(ctx, err)
+		return true
+	}
 	writeRaw(ctx, fasthttp.StatusCreated, []byte(body))
 	return true
 }

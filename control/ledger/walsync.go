@@ -156,7 +156,18 @@ func (l *Ledger) runSyncer() {
 // then pay a checkout whose webhook names an order that no longer exists.
 // The fsync covers the WAL as walsync's syncer does (a checkpoint fsyncs
 // what it copies). PostgreSQL's pool commits are durable already.
+//
+// A replay answered from the stored row outside the writer needs it too:
+// in pipelined mode the writer's commits are visible before the syncer
+// made them durable. On PostgreSQL that takes the syncer's durable commit
+// (the WAL is one stream: it flushes every commit before it).
 func (l *Ledger) SyncCommitted(ctx context.Context) error {
+	if l.db.Dialect == sqldb.Postgres {
+		if l.syncConn != nil { // pipelined: the writer commits with synchronous_commit=off
+			return l.flush()
+		}
+		return nil
+	}
 	if l.db.Dialect != sqldb.SQLite {
 		return nil
 	}
