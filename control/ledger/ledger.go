@@ -137,14 +137,15 @@ type Ledger struct {
 	// walPath and syncQ are set in pipelined mode: committed batches wait
 	// in syncQ for the fsync of the WAL file that makes them durable.
 	walPath  string
+	syncQ    chan syncItem
+	flush    func() error
+	syncConn *sql.Conn
+
 	// poolWAL is the WAL file SyncCommitted fsyncs ("" when there is none),
 	// found once.
 	poolWALOnce sync.Once
 	poolWAL     string
 	poolWALErr  error
-	syncQ    chan syncItem
-	flush    func() error
-	syncConn *sql.Conn
 	// ckpt checkpoints the WAL off the writer's path (SQLite).
 	ckpt *checkpointer
 
