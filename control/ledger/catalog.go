@@ -66,6 +66,12 @@ func (c *catalogCache) snapshot(ctx context.Context) (map[string]Gift, []string,
 		gifts[g.ID] = g
 		order = append(order, g.ID)
 	}
+	// A read broken part way must not be cached as the whole catalog (a
+	// missing commission override would charge the default for a TTL).
+	if err := rows.Err(); err != nil {
+		rows.Close()
+		return nil, nil, nil, fmt.Errorf("load gift catalog: %w", err)
+	}
 	rows.Close()
 	percents := make(map[string]int)
 	rows, err = c.db.QueryContext(ctx, "SELECT streamer_id, percent FROM ledger_commissions")
@@ -80,6 +86,10 @@ func (c *catalogCache) snapshot(ctx context.Context) (map[string]Gift, []string,
 			return nil, nil, nil, fmt.Errorf("load commissions: %w", err)
 		}
 		percents[id] = p
+	}
+	if err := rows.Err(); err != nil {
+		rows.Close()
+		return nil, nil, nil, fmt.Errorf("load commissions: %w", err)
 	}
 	rows.Close()
 	c.gifts, c.order, c.percents, c.loadedAt = gifts, order, percents, time.Now()
