@@ -82,6 +82,12 @@ type commentRequest struct {
 
 func (s *Server) createComment(ctx *fasthttp.RequestCtx) error {
 	id, _ := Caller(ctx)
+	// loadStream hides a private stream from strangers; without it the REST
+	// path would let anyone who knows the id post into its room (the
+	// WebSocket refuses them at subscribe).
+	if _, err := s.loadStream(ctx); err != nil {
+		return err
+	}
 	var req commentRequest
 	if err := decode(ctx, &req); err != nil {
 		return err
@@ -177,6 +183,10 @@ func (s *Server) react(ctx context.Context, userID, streamID, emoji string) erro
 
 func (s *Server) createReaction(ctx *fasthttp.RequestCtx) error {
 	id, _ := Caller(ctx)
+	// A private stream's room is closed to strangers; see createComment.
+	if _, err := s.loadStream(ctx); err != nil {
+		return err
+	}
 	var req reactionRequest
 	if err := decode(ctx, &req); err != nil {
 		return err
