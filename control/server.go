@@ -240,6 +240,13 @@ func (s *Server) serveHTTP(ctx *fasthttp.RequestCtx) {
 	if serveWeb(ctx, method, path) {
 		return
 	}
+	// PostgreSQL text holds neither NUL bytes nor invalid UTF-8, and no id,
+	// name or search term has them: refuse them here, once, rather than let
+	// every lookup fail deep in the driver with a 500.
+	if !storableText(path) || !storableArgs(ctx.QueryArgs()) {
+		WriteError(ctx, badRequest("the path and query must be UTF-8 text without NUL characters"))
+		return
+	}
 	rt, params, allowed := s.router.match(method, path)
 	switch {
 	case rt == nil && len(allowed) > 0:

@@ -291,10 +291,10 @@ func splitToken(tok string) (id, secret string, ok bool) {
 	return "", "", false
 }
 
-// truncate makes s valid UTF-8 and cuts it to at most n bytes on a rune
+// truncate makes s valid UTF-8 without NUL and cuts it to at most n bytes on a rune
 // boundary, so the result is always storable text.
 func truncate(s string, n int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
 	if len(s) <= n {
 		return s
 	}
