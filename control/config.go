@@ -132,8 +132,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("control.limits.auth_per_minute: must be at least 1, got %d", c.Limits.AuthPerMinute)
 	case c.Limits.CostlyPerMinute < 1:
 		return fmt.Errorf("control.limits.costly_per_minute: must be at least 1, got %d", c.Limits.CostlyPerMinute)
-	case c.MaxBodyBytes < 1024:
-		return fmt.Errorf("control.max_body_bytes: must be at least 1024, got %d", c.MaxBodyBytes)
+	case c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 1<<30:
+		// The cap keeps fasthttp's limit (2 × max_body_bytes) from
+		// overflowing to a negative value, which fasthttp reads as its 4 MB
+		// default: a huge setting silently became a small one.
+		return fmt.Errorf("control.max_body_bytes: must be 1024 to 1073741824, got %d", c.MaxBodyBytes)
 	}
 	if err := c.WS.Validate(); err != nil {
 		return err
