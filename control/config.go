@@ -45,8 +45,9 @@ type Config struct {
 	RoomSecret string `yaml:"-"`
 	// RoomTokenTTL is the lifetime of room join tokens.
 	RoomTokenTTL time.Duration `yaml:"room_token_ttl"`
-	// TrustProxy takes the client address from X-Forwarded-For (only behind
-	// a proxy that sets it).
+	// TrustProxy takes the client address from the last X-Forwarded-For
+	// entry, the one the proxy in front added (only behind one proxy that
+	// sets or appends it).
 	TrustProxy bool `yaml:"trust_proxy"`
 }
 

@@ -288,8 +288,11 @@ func (s *Server) serveHTTP(ctx *fasthttp.RequestCtx) {
 func (s *Server) clientIP(ctx *fasthttp.RequestCtx) string {
 	if s.conf.TrustProxy {
 		if xff := string(ctx.Request.Header.Peek("X-Forwarded-For")); xff != "" {
-			ip, _, _ := strings.Cut(xff, ",")
-			return strings.TrimSpace(ip)
+			// The last entry is the address our proxy saw; earlier ones are
+			// whatever the client sent (proxies append), so the first one
+			// let a client pick a fresh address per request and escape
+			// the per-address limits.
+			return strings.TrimSpace(xff[strings.LastIndexByte(xff, ',')+1:])
 		}
 	}
 	return ctx.RemoteIP().String()
