@@ -228,18 +228,18 @@ func (s *Server) endStream(ctx *fasthttp.RequestCtx) error {
 	if err := engine.SendCommand(ctx, s.bus, engine.Command{Kind: engine.CommandEnd, StreamID: st.ID, Reason: "ended by owner"}); err != nil {
 		s.log.Warn("end command not sent", "stream", st.ID, "err", err)
 	}
-	streamID, revoked := st.ID, st.Key
+	streamID := st.ID
 	st, err = s.store.EndStream(ctx, streamID)
 	s.streamInfos.forget(streamID)
 	if err != nil {
 		return err
 	}
-	// A key rotation that raced this end may have replaced the key revoked
-	// above; the key the ended row holds must not publish either.
-	if st.Key != revoked {
-		if err := s.bus.RevokeStreamKey(ctx, st.Key); err != nil {
-			return Errorf(fasthttp.StatusServiceUnavailable, "bus_unavailable", "could not reach the engine bus; try again")
-		}
+	// Revoke again, after the row is ended: a key rotation that raced this
+	// end may have replaced the key revoked above, or re-granted that very
+	// key on the bus after our revoke (its own re-check ran before the
+	// row was ended). The key the ended row holds must not publish.
+	if err := s.bus.RevokeStreamKey(ctx, st.Key); err != nil {
+		return Errorf(fasthttp.StatusServiceUnavailable, "bus_unavailable", "could not reach the engine bus; try again")
 	}
 	s.publishStatus(ctx, st.ID, store.StatusEnded)
 	s.log.Info("stream ended", "stream", st.ID, "by", id.UserID)
