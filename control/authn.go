@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/mail"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -96,7 +97,56 @@ func decode(ctx *fasthttp.RequestCtx, v any) error {
 	if dec.More() {
 		return badRequest("request body has data after the JSON object")
 	}
+	// encoding/json turns invalid UTF-8 into U+FFFD but keeps \u0000,
+	// which PostgreSQL text refuses (a 500 on every route that stores it).
+	if !storableValue(reflect.ValueOf(v)) {
+		return badRequest("request body: strings must not contain NUL characters")
+	}
 	return nil
+}
+
+// storableText reports whether s can be stored as text on every database:
+// valid UTF-8 without NUL.
+func storableText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
+func storableArgs(args *fasthttp.Args) bool {
+	ok := true
+	for k, v := range args.All() {
+		ok = ok && storableText(string(k)) && storableText(string(v))
+	}
+	return ok
+}
+
+// storableValue walks a decoded request (structs, pointers, slices, maps)
+// and reports whether all its strings are storableText.
+func storableValue(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.String:
+		return storableText(v.String())
+	case reflect.Pointer, reflect.Interface:
+		return v.IsNil() || storableValue(v.Elem())
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() && !storableValue(v.Field(i)) {
+				return false
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			if !storableValue(v.Index(i)) {
+				return false
+			}
+		}
+	case reflect.Map:
+		for it := v.MapRange(); it.Next(); {
+			if !storableValue(it.Key()) || !storableValue(it.Value()) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 var usernameRE = regexp.MustCompile(`^[a-z0-9_]{3,32}$`)

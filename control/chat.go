@@ -20,8 +20,10 @@ var reactions = map[string]bool{"heart": true, "laugh": true, "wow": true, "clap
 // store, then fan-out on the room topic.
 func (s *Server) postComment(ctx context.Context, userID, streamID, body string) (store.Comment, error) {
 	body = strings.TrimSpace(body)
-	if body == "" || !utf8.ValidString(body) {
-		return store.Comment{}, badRequest("body: a non-empty UTF-8 text")
+	// WebSocket comments do not pass decode's check; NUL is refused by
+	// PostgreSQL.
+	if body == "" || !storableText(body) {
+		return store.Comment{}, badRequest("body: a non-empty UTF-8 text without NUL characters")
 	}
 	if n := utf8.RuneCountInString(body); n > s.conf.Limits.CommentLength {
 		return store.Comment{}, badRequest("body: %d characters, the limit is %d", n, s.conf.Limits.CommentLength)
@@ -57,6 +59,11 @@ func (s *Server) postComment(ctx context.Context, userID, streamID, body string)
 
 // roomStream loads a stream for a room action and refuses banned users.
 func (s *Server) roomStream(ctx context.Context, userID, streamID string) (store.Stream, error) {
+	// WebSocket room ids do not pass the HTTP layer's check; no stream id
+	// holds NUL or broken UTF-8, and PostgreSQL would fail the lookup.
+	if !storableText(streamID) {
+		return store.Stream{}, notFound("stream")
+	}
 	st, err := s.store.StreamByID(ctx, streamID)
 	if errors.Is(err, store.ErrNotFound) {
 		return st, notFound("stream")
@@ -82,6 +89,12 @@ type commentRequest struct {
 
 func (s *Server) createComment(ctx *fasthttp.RequestCtx) error {
 	id, _ := Caller(ctx)
+	// loadStream hides a private stream from strangers; without it the REST
+	// path would let anyone who knows the id post into its room (the
+	// WebSocket refuses them at subscribe).
+	if _, err := s.loadStream(ctx); err != nil {
+		return err
+	}
 	var req commentRequest
 	if err := decode(ctx, &req); err != nil {
 		return err
@@ -177,6 +190,10 @@ func (s *Server) react(ctx context.Context, userID, streamID, emoji string) erro
 
 func (s *Server) createReaction(ctx *fasthttp.RequestCtx) error {
 	id, _ := Caller(ctx)
+	// A private stream's room is closed to strangers; see createComment.
+	if _, err := s.loadStream(ctx); err != nil {
+		return err
+	}
 	var req reactionRequest
 	if err := decode(ctx, &req); err != nil {
 		return err

@@ -45,8 +45,9 @@ type Config struct {
 	RoomSecret string `yaml:"-"`
 	// RoomTokenTTL is the lifetime of room join tokens.
 	RoomTokenTTL time.Duration `yaml:"room_token_ttl"`
-	// TrustProxy takes the client address from X-Forwarded-For (only behind
-	// a proxy that sets it).
+	// TrustProxy takes the client address from the last X-Forwarded-For
+	// entry, the one the proxy in front added (only behind one proxy that
+	// sets or appends it).
 	TrustProxy bool `yaml:"trust_proxy"`
 }
 
@@ -132,8 +133,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("control.limits.auth_per_minute: must be at least 1, got %d", c.Limits.AuthPerMinute)
 	case c.Limits.CostlyPerMinute < 1:
 		return fmt.Errorf("control.limits.costly_per_minute: must be at least 1, got %d", c.Limits.CostlyPerMinute)
-	case c.MaxBodyBytes < 1024:
-		return fmt.Errorf("control.max_body_bytes: must be at least 1024, got %d", c.MaxBodyBytes)
+	case c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 1<<30:
+		// The cap keeps fasthttp's limit (2 × max_body_bytes) from
+		// overflowing to a negative value, which fasthttp reads as its 4 MB
+		// default: a huge setting silently became a small one.
+		return fmt.Errorf("control.max_body_bytes: must be 1024 to 1073741824, got %d", c.MaxBodyBytes)
 	}
 	if err := c.WS.Validate(); err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/liveengine/liveengine/control/store"
 	"github.com/liveengine/liveengine/sfu/roomtoken"
@@ -63,7 +64,13 @@ func (s *Server) roomToken(ctx *fasthttp.RequestCtx) error {
 		c.Name = u.Username
 	}
 	if len(c.Name) > 128 {
-		c.Name = c.Name[:128]
+		// Cut between characters: a display name holds up to 64 of up to
+		// 4 bytes, and a byte cut left a broken one (U+FFFD) in the room.
+		n := 128
+		for n > 0 && !utf8.RuneStart(c.Name[n]) {
+			n--
+		}
+		c.Name = c.Name[:n]
 	}
 	if err := c.Check(); err != nil {
 		return badRequest("%s", strings.TrimPrefix(err.Error(), roomtoken.ErrBadToken.Error()+": "))

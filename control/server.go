@@ -240,6 +240,13 @@ func (s *Server) serveHTTP(ctx *fasthttp.RequestCtx) {
 	if serveWeb(ctx, method, path) {
 		return
 	}
+	// PostgreSQL text holds neither NUL bytes nor invalid UTF-8, and no id,
+	// name or search term has them: refuse them here, once, rather than let
+	// every lookup fail deep in the driver with a 500.
+	if !storableText(path) || !storableArgs(ctx.QueryArgs()) {
+		WriteError(ctx, badRequest("the path and query must be UTF-8 text without NUL characters"))
+		return
+	}
 	rt, params, allowed := s.router.match(method, path)
 	switch {
 	case rt == nil && len(allowed) > 0:
@@ -281,8 +288,11 @@ func (s *Server) serveHTTP(ctx *fasthttp.RequestCtx) {
 func (s *Server) clientIP(ctx *fasthttp.RequestCtx) string {
 	if s.conf.TrustProxy {
 		if xff := string(ctx.Request.Header.Peek("X-Forwarded-For")); xff != "" {
-			ip, _, _ := strings.Cut(xff, ",")
-			return strings.TrimSpace(ip)
+			// The last entry is the address our proxy saw; earlier ones are
+			// whatever the client sent (proxies append), so the first one
+			// let a client pick a fresh address per request and escape
+			// the per-address limits.
+			return strings.TrimSpace(xff[strings.LastIndexByte(xff, ',')+1:])
 		}
 	}
 	return ctx.RemoteIP().String()

@@ -234,6 +234,13 @@ func (s *Server) endStream(ctx *fasthttp.RequestCtx) error {
 	if err != nil {
 		return err
 	}
+	// Revoke again, after the row is ended: a key rotation that raced this
+	// end may have replaced the key revoked above, or re-granted that very
+	// key on the bus after our revoke (its own re-check ran before the
+	// row was ended). The key the ended row holds must not publish.
+	if err := s.bus.RevokeStreamKey(ctx, st.Key); err != nil {
+		return Errorf(fasthttp.StatusServiceUnavailable, "bus_unavailable", "could not reach the engine bus; try again")
+	}
 	s.publishStatus(ctx, st.ID, store.StatusEnded)
 	s.log.Info("stream ended", "stream", st.ID, "by", id.UserID)
 	writeJSON(ctx, fasthttp.StatusOK, s.view(st))
@@ -252,6 +259,9 @@ func (s *Server) rotateKey(ctx *fasthttp.RequestCtx) error {
 		return err
 	}
 	newKey, oldKey, err := s.store.RotateKey(ctx, st.ID)
+	if errors.Is(err, store.ErrConflict) {
+		return Errorf(fasthttp.StatusConflict, "stream_ended", "the stream has ended; create a new one")
+	}
 	if err != nil {
 		return err
 	}
@@ -260,6 +270,25 @@ func (s *Server) rotateKey(ctx *fasthttp.RequestCtx) error {
 	}
 	if err := s.bus.RevokeStreamKey(ctx, oldKey); err != nil {
 		return Errorf(fasthttp.StatusServiceUnavailable, "bus_unavailable", "could not revoke the old key on the engine bus; rotate again")
+	}
+	// A rotation or end that raced this one may have replaced newKey in the
+	// store and revoked it on the bus before the grant above landed, which
+	// would leave a key the store no longer knows (or a key of an ended
+	// stream) publishing. Whoever replaces a key revokes it after its own
+	// store write, so checking again after the grant closes the gap.
+	now, err := s.store.StreamByID(ctx, st.ID)
+	if err != nil {
+		return err
+	}
+	if now.Key != newKey || now.Status == store.StatusEnded {
+		if err := s.bus.RevokeStreamKey(ctx, newKey); err != nil {
+			return Errorf(fasthttp.StatusServiceUnavailable, "bus_unavailable", "could not revoke a superseded key on the engine bus; rotate again")
+		}
+		if now.Status == store.StatusEnded {
+			return Errorf(fasthttp.StatusConflict, "stream_ended", "the stream has ended; create a new one")
+		}
+		// The later rotation's key is the one that publishes; answer it.
+		newKey = now.Key
 	}
 	// A publisher on the old key is kicked; it can come back with the new one.
 	if st.Live() {

@@ -3,6 +3,7 @@ package realtime
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"sync"
 	"time"
@@ -109,7 +110,7 @@ func (c *conn) handle(m clientMessage) {
 		var id Identity
 		err := shallow(func() (err error) { id, err = h.backend.Authenticate(m.Token); return err })
 		if err != nil {
-			c.fail(m.Ref, errCode(err, codeUnauthorized), err.Error())
+			c.failErr(m.Ref, codeUnauthorized, err)
 			return
 		}
 		if c.id.UserID != "" && c.id.UserID != id.UserID {
@@ -142,7 +143,7 @@ func (c *conn) handle(m clientMessage) {
 			return
 		}
 		if err := shallow(func() error { return h.backend.Join(ctx, c.identity(), m.Room) }); err != nil {
-			c.fail(m.Ref, errCode(err, "forbidden"), err.Error())
+			c.failErr(m.Ref, "forbidden", err)
 			return
 		}
 		if err := h.join(c, t); err != nil {
@@ -172,7 +173,7 @@ func (c *conn) handle(m clientMessage) {
 			return h.backend.React(ctx, id, m.Room, m.Emoji)
 		})
 		if err != nil {
-			c.fail(m.Ref, errCode(err, "internal"), err.Error())
+			c.failErr(m.Ref, "internal", err)
 			return
 		}
 		c.reply(Envelope{Type: "ack", Ref: m.Ref, Room: m.Room})
@@ -206,6 +207,19 @@ func (c *conn) reply(env Envelope) {
 
 func (c *conn) fail(ref, code, msg string) {
 	c.reply(Envelope{Type: "error", Ref: ref, Error: &EnvelopeError{Code: code, Message: msg}})
+}
+
+// failErr answers a backend error. A CodedError is meant for the client; any
+// other error is a failure inside the server (SQL, bus) whose text must not
+// reach clients, as the HTTP API keeps it in the log too.
+func (c *conn) failErr(ref, fallback string, err error) {
+	var ce CodedError
+	if errors.As(err, &ce) {
+		c.fail(ref, ce.Code(), err.Error())
+		return
+	}
+	c.hub.log.Error("websocket request failed", "err", err)
+	c.fail(ref, fallback, "internal error; it was logged")
 }
 
 // extendRead pushes the read deadline out unless the conn is closing.

@@ -93,8 +93,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("control.ws.send_queue: must be at least 1, got %d", c.SendQueue)
 	case c.MaxRooms < 1:
 		return fmt.Errorf("control.ws.max_rooms: must be at least 1, got %d", c.MaxRooms)
-	case c.PingInterval < time.Second:
-		return fmt.Errorf("control.ws.ping_interval: must be at least 1s, got %s", c.PingInterval)
+	case c.PingInterval < time.Second || c.PingInterval > 24*time.Hour:
+		// The cap keeps 3 × ping_interval (the read deadline) from
+		// overflowing into a deadline in the past.
+		return fmt.Errorf("control.ws.ping_interval: must be 1s to 24h, got %s", c.PingInterval)
 	case c.MaxMessageBytes < 256:
 		return fmt.Errorf("control.ws.max_message_bytes: must be at least 256, got %d", c.MaxMessageBytes)
 	case c.MaxConnsPerIP < 0:

@@ -168,6 +168,14 @@ func TestConfigValidate(t *testing.T) {
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "control.ws.send_queue") {
 		t.Fatalf("want a named key, got %v", err)
 	}
+	// The read deadline is 3 × ping_interval: an interval near the
+	// Duration limit overflowed to a deadline in the past, and every
+	// connection dropped at once.
+	c = DefaultConfig()
+	c.PingInterval = 100 * 365 * 24 * time.Hour
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "control.ws.ping_interval") {
+		t.Fatalf("a ping interval of 100 years: want a named error, got %v", err)
+	}
 }
 
 func TestConnectionsPerIPCapped(t *testing.T) {

@@ -186,15 +186,18 @@ func TestStreamsLifecycleAndDiscovery(t *testing.T) {
 		if got.Status != StatusOffline || got.Viewers != 0 || got.PeakViewers != 7 {
 			t.Fatalf("offline: %+v", got)
 		}
+		nk, ok, err := s.RotateKey(ctx, st.ID)
+		if err != nil || nk == ok || ok != st.Key {
+			t.Fatalf("rotate: %v", err)
+		}
 		if _, err := s.EndStream(ctx, st.ID); err != nil {
 			t.Fatal(err)
 		}
 		if ch, _ := s.MarkLive(ctx, st.ID, "n1", time.Now().Add(time.Minute)); ch {
 			t.Fatal("ended stream went live")
 		}
-		nk, ok, err := s.RotateKey(ctx, st.ID)
-		if err != nil || nk == ok || ok != st.Key {
-			t.Fatalf("rotate: %v", err)
+		if _, _, err := s.RotateKey(ctx, st.ID); !errors.Is(err, ErrConflict) {
+			t.Fatalf("rotate after end: %v, want ErrConflict", err)
 		}
 	})
 }

@@ -185,16 +185,33 @@ func (s *Store) UpdateStream(ctx context.Context, id string, u StreamUpdate) err
 
 // RotateKey gives the stream a new key and returns the new and the old one.
 func (s *Store) RotateKey(ctx context.Context, id string) (newKey, oldKey string, err error) {
-	st, err := s.StreamByID(ctx, id)
-	if err != nil {
-		return "", "", err
+	// Compare-and-swap on the key, retried: a concurrent rotation that won
+	// the swap is not an error for this one (it used to answer a 500), it
+	// only changes which key this one replaces. An ended stream keeps its
+	// (revoked) key: rotating it would hand out a key for a closed stream.
+	for {
+		st, err := s.StreamByID(ctx, id)
+		if err != nil {
+			return "", "", err
+		}
+		if st.Status == StatusEnded {
+			return "", "", fmt.Errorf("rotate key of %s: stream ended: %w", id, ErrConflict)
+		}
+		newKey = NewStreamKey()
+		res, err := s.exec(ctx, `UPDATE streams SET stream_key = ?, updated_at = ? WHERE id = ? AND stream_key = ? AND status <> ?`,
+			newKey, nowMillis(), id, st.Key, StatusEnded)
+		if err != nil {
+			return "", "", fmt.Errorf("rotate key of %s: %w", id, err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return "", "", fmt.Errorf("rotate key of %s: %w", id, err)
+		} else if n == 1 {
+			return newKey, st.Key, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return "", "", err
+		}
 	}
-	newKey = NewStreamKey()
-	res, err := s.exec(ctx, `UPDATE streams SET stream_key = ?, updated_at = ? WHERE id = ? AND stream_key = ?`, newKey, nowMillis(), id, st.Key)
-	if err := affected(res, err, "rotate key of "+id); err != nil {
-		return "", "", err
-	}
-	return newKey, st.Key, nil
 }
 
 // EndStream marks a stream ended; it answers the key to revoke.

@@ -6,7 +6,9 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/liveengine/liveengine/control/sqldb"
 )
@@ -184,11 +186,13 @@ func hashSecret(secret string) string {
 // ("SESSIONID.SECRET").
 func (s *Store) CreateSession(ctx context.Context, userID, userAgent, ip string, ttl time.Duration) (Session, string, error) {
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	sess := Session{ID: NewID(10), UserID: userID, UserAgent: truncate(userAgent, 200), IP: ip,
+	// Both come from request headers: raw bytes that PostgreSQL refuses
+	// unless they are valid UTF-8 (a 500 on login), so clean and cut them.
+	sess := Session{ID: NewID(10), UserID: userID, UserAgent: truncate(userAgent, 200), IP: truncate(ip, 64),
 		CreatedAt: now, LastUsedAt: now, ExpiresAt: now.Add(ttl)}
 	secret := NewID(24)
 	_, err := s.exec(ctx, `INSERT INTO sessions (id, user_id, token_hash, user_agent, ip, created_at, last_used_at, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, sess.ID, userID, hashSecret(secret), sess.UserAgent, ip,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, sess.ID, userID, hashSecret(secret), sess.UserAgent, sess.IP,
 		toMillis(now), toMillis(now), toMillis(sess.ExpiresAt))
 	if err != nil {
 		return Session{}, "", fmt.Errorf("create session: %w", err)
@@ -287,11 +291,17 @@ func splitToken(tok string) (id, secret string, ok bool) {
 	return "", "", false
 }
 
+// truncate makes s valid UTF-8 without NUL and cuts it to at most n bytes on a rune
+// boundary, so the result is always storable text.
 func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
+	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
+	if len(s) <= n {
+		return s
 	}
-	return s
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 func affected(res interface{ RowsAffected() (int64, error) }, err error, what string) error {
