@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -14,6 +15,7 @@ import (
 	"github.com/liveengine/liveengine/control/ledger"
 	"github.com/liveengine/liveengine/control/money"
 	"github.com/liveengine/liveengine/control/sqldb"
+	"github.com/liveengine/liveengine/control/store"
 	"github.com/liveengine/liveengine/engine"
 	"github.com/liveengine/liveengine/engine/redisbus"
 	"github.com/liveengine/liveengine/ingest/rtmp"
@@ -259,5 +261,52 @@ func runLeaderboardRebuild(args []string) error {
 		return err
 	}
 	fmt.Println("leaderboards rebuilt from the ledger")
+	return nil
+}
+
+// runSetRole gives an existing user a role, from the server's shell: how
+// an operator makes the first admin of a deployment whose sign-up is open.
+// control.admins makes listed usernames admins when they register, which
+// is fine while nobody else can register first, not after.
+func runSetRole(args []string) error {
+	fs, path := configFlag("set-role", args)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: liveengine set-role [-config FILE] USERNAME|EMAIL viewer|streamer|moderator|admin")
+		fs.PrintDefaults()
+	}
+	fs.Parse(args)
+	if fs.NArg() != 2 {
+		fs.Usage()
+		return fmt.Errorf("set-role: want a user and a role")
+	}
+	login, role := fs.Arg(0), fs.Arg(1)
+	if !store.ValidRole(role) {
+		return fmt.Errorf("set-role: %q is not a role (viewer, streamer, moderator, admin)", role)
+	}
+	conf, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	db, err := sqldb.Open(conf.Control.Database.URL)
+	if err != nil {
+		return fmt.Errorf("control.database.url: %w", err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st := store.New(db)
+	if err := st.Migrate(ctx); err != nil {
+		return err
+	}
+	u, err := st.UserByLogin(ctx, strings.ToLower(login))
+	if err != nil {
+		return fmt.Errorf("set-role: no user %q: %w", login, err)
+	}
+	if err := st.SetRole(ctx, u.ID, role); err != nil {
+		return err
+	}
+	// Access tokens carry the role: the change shows at the user's next
+	// sign-in or token refresh.
+	fmt.Printf("%s (%s) is now %s (was %s); it applies from the user's next sign-in or token refresh\n", u.Username, u.ID, role, u.Role)
 	return nil
 }

@@ -32,6 +32,7 @@ Usage:
   liveengine leaderboard-rebuild [-config FILE]  rebuild leaderboards from the ledger
   liveengine room-token -room R -identity U [-name N] [-kind call|live]
                                     mint a room join token (webrtc.room_secret)
+  liveengine set-role [-config FILE] USER ROLE   give an existing user a role (e.g. the first admin)
   liveengine version
 
 Every config key can be overridden by an environment variable:
@@ -56,6 +57,8 @@ func main() {
 		err = runLeaderboardRebuild(args)
 	case "room-token":
 		err = runRoomToken(args)
+	case "set-role":
+		err = runSetRole(args)
 	case "version":
 		fmt.Println("liveengine", buildVersion())
 	case "help", "-h", "--help":
