@@ -121,12 +121,17 @@ func (c Config) Validate() error {
 		return fmt.Errorf("control.access_ttl: must be at least 1m, got %s", c.AccessTTL)
 	case c.RefreshTTL < c.AccessTTL:
 		return fmt.Errorf("control.refresh_ttl: must be at least access_ttl (%s), got %s", c.AccessTTL, c.RefreshTTL)
-	case c.PasswordCost < 4 || c.PasswordCost > 31:
-		return fmt.Errorf("control.password_cost: must be 4..31, got %d", c.PasswordCost)
+	case c.PasswordCost < 4 || c.PasswordCost > 16:
+		// bcrypt takes up to 31, but each step doubles the time: 10 is
+		// ~60 ms here, 16 ~4 s, 20 a minute per sign-in (a sign-in storm
+		// would then hold every core).
+		return fmt.Errorf("control.password_cost: must be 4..16, got %d", c.PasswordCost)
 	case c.Limits.CommentLength < 1:
 		return fmt.Errorf("control.limits.comment_length: must be at least 1, got %d", c.Limits.CommentLength)
-	case c.Limits.CommentsPerSecond <= 0:
-		return fmt.Errorf("control.limits.comments_per_second: must be positive, got %g", c.Limits.CommentsPerSecond)
+	case c.Limits.CommentsPerSecond < 0.01:
+		// Below one comment per 100 s the wait a refused comment is told
+		// (1/rate) stops being a useful Retry-After (1e-300 overflowed it).
+		return fmt.Errorf("control.limits.comments_per_second: must be at least 0.01, got %g", c.Limits.CommentsPerSecond)
 	case c.Limits.CommentBurst < 1:
 		return fmt.Errorf("control.limits.comment_burst: must be at least 1, got %d", c.Limits.CommentBurst)
 	case c.Limits.AuthPerMinute < 1:
