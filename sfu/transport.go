@@ -150,6 +150,14 @@ func NewTransport(conf Config, log *slog.Logger) (*Transport, error) {
 			// A connection that sends no STUN binding in time is dropped;
 			// Close waits for such connections, so this also bounds it.
 			FirstStunBindTimeout: 5 * time.Second,
+			// A connection whose STUN names a ufrag no agent holds (a peer
+			// still checking a connection we just closed) gets a packet
+			// conn of its own that only this timer closes, and Close waits
+			// for it: with pion's 30 s default, a peer racing a shutdown
+			// held Close for 30 s (TestCloseWithParticipants, fresh-clone
+			// CI). Our agents register their ufrags when they gather, so a
+			// live peer's connection never waits on this.
+			AliveDurationForConnFromStun: 5 * time.Second,
 		})
 	}
 	if conf.TURN.Enabled {
