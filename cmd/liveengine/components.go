@@ -206,13 +206,9 @@ func runBench(args []string) error { return bench.Main(args) }
 func runInvariants(args []string) error {
 	fs, path := configFlag("invariants", args)
 	fs.Parse(args)
-	conf, err := loadConfig(*path)
+	db, err := openControlDB(*path)
 	if err != nil {
 		return err
-	}
-	db, err := sqldb.Open(conf.Control.Database.URL)
-	if err != nil {
-		return fmt.Errorf("control.database.url: %w", err)
 	}
 	defer db.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -283,13 +279,9 @@ func runSetRole(args []string) error {
 	if !store.ValidRole(role) {
 		return fmt.Errorf("set-role: %q is not a role (viewer, streamer, moderator, admin)", role)
 	}
-	conf, err := loadConfig(*path)
+	db, err := openControlDB(*path)
 	if err != nil {
 		return err
-	}
-	db, err := sqldb.Open(conf.Control.Database.URL)
-	if err != nil {
-		return fmt.Errorf("control.database.url: %w", err)
 	}
 	defer db.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -309,4 +301,18 @@ func runSetRole(args []string) error {
 	// sign-in or token refresh.
 	fmt.Printf("%s (%s) is now %s (was %s); it applies from the user's next sign-in or token refresh\n", u.Username, u.ID, role, u.Role)
 	return nil
+}
+
+// openControlDB loads the config at path and opens the control plane's
+// database, for the commands that work on it from the shell.
+func openControlDB(path string) (*sqldb.DB, error) {
+	conf, err := loadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	db, err := sqldb.Open(conf.Control.Database.URL)
+	if err != nil {
+		return nil, fmt.Errorf("control.database.url: %w", err)
+	}
+	return db, nil
 }
