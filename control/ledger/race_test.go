@@ -301,27 +301,7 @@ func TestWithdrawalRaces(t *testing.T) {
 
 			// The same key with two bodies at once: one applies.
 			for r := 0; r < 4; r++ {
-				key := fmt.Sprint("twobodies", r)
-				ok := make([]bool, 2)
-				for i := range ok {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						st, b := nodes[i].do("POST", "/api/v1/withdrawals", "star", key, map[string]any{"coins": 1000 + i})
-						switch {
-						case st == 201:
-							ok[i] = true
-						case st == 422 && strings.Contains(string(b), "idempotency_key_reused"):
-						case st == 409 && strings.Contains(string(b), "idempotency_in_flight"):
-						default:
-							t.Errorf("%s body %d: %d %s", key, i, st, b)
-						}
-					}()
-				}
-				wg.Wait()
-				if ok[0] && ok[1] {
-					t.Fatalf("%s: both bodies applied", key)
-				}
+				twoBodiesAtOnce(t, nodes, "/api/v1/withdrawals", "star", fmt.Sprint("twobodies", r), func(i int) any { return map[string]any{"coins": 1000 + i} })
 			}
 			checkHolds(t, s, "star")
 			check()
@@ -471,28 +451,7 @@ func TestIdempotencyKeys(t *testing.T) {
 
 			// Two bodies, one key, at once: one gift at most.
 			for r := 0; r < 6; r++ {
-				key := fmt.Sprint("two", r)
-				var wg sync.WaitGroup
-				ok := make([]bool, 2)
-				for i := range ok {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						st, b := nodes[i].do("POST", "/api/v1/streams/live/gifts", "bob", key, map[string]any{"gift_id": "rose", "quantity": 1 + i})
-						switch {
-						case st == 201:
-							ok[i] = true
-						case st == 422 && strings.Contains(string(b), "idempotency_key_reused"):
-						case st == 409 && strings.Contains(string(b), "idempotency_in_flight"):
-						default:
-							t.Errorf("%s body %d: %d %s", key, i, st, b)
-						}
-					}()
-				}
-				wg.Wait()
-				if ok[0] && ok[1] {
-					t.Fatalf("%s: both bodies applied", key)
-				}
+				twoBodiesAtOnce(t, nodes, "/api/v1/streams/live/gifts", "bob", fmt.Sprint("two", r), func(i int) any { return map[string]any{"gift_id": "rose", "quantity": 1 + i} })
 			}
 			var n int64
 			if err := s.db.QueryRowContext(context.Background(), s.db.Rebind("SELECT COUNT(*) FROM ledger_transfers WHERE actor = ? AND kind = ?"), "bob", TransferGift).Scan(&n); err != nil {
@@ -573,5 +532,33 @@ func TestMinorUnits(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// twoBodiesAtOnce posts two different bodies under one Idempotency-Key at
+// the same time, one per node: at most one applies (201); the other is a
+// key reused with another body (422) or a request still in flight (409).
+func twoBodiesAtOnce(t *testing.T, nodes [2]*server, path, user, key string, body func(i int) any) {
+	t.Helper()
+	var wg sync.WaitGroup
+	ok := make([]bool, 2)
+	for i := range ok {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, b := nodes[i].do("POST", path, user, key, body(i))
+			switch {
+			case st == 201:
+				ok[i] = true
+			case st == 422 && strings.Contains(string(b), "idempotency_key_reused"):
+			case st == 409 && strings.Contains(string(b), "idempotency_in_flight"):
+			default:
+				t.Errorf("%s body %d: %d %s", key, i, st, b)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok[0] && ok[1] {
+		t.Fatalf("%s: both bodies applied", key)
 	}
 }
