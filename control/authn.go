@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/mail"
@@ -111,12 +112,19 @@ func storableText(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
+// storableArgs is storableText over every query key and value, without
+// copying them to strings (it runs on every request).
 func storableArgs(args *fasthttp.Args) bool {
-	ok := true
 	for k, v := range args.All() {
-		ok = ok && storableText(string(k)) && storableText(string(v))
+		if !storableBytes(k) || !storableBytes(v) {
+			return false
+		}
 	}
-	return ok
+	return true
+}
+
+func storableBytes(b []byte) bool {
+	return utf8.Valid(b) && bytes.IndexByte(b, 0) < 0
 }
 
 // storableValue walks a decoded request (structs, pointers, slices, maps)
