@@ -142,10 +142,10 @@ type Ledger struct {
 	syncConn *sql.Conn
 
 	// poolWAL is the WAL file SyncCommitted fsyncs ("" when there is none),
-	// found once.
-	poolWALOnce sync.Once
-	poolWAL     string
-	poolWALErr  error
+	// known once poolWALKnown (poolWALMu).
+	poolWALMu    sync.Mutex
+	poolWAL      string
+	poolWALKnown bool
 	// ckpt checkpoints the WAL off the writer's path (SQLite).
 	ckpt *checkpointer
 

@@ -168,34 +168,41 @@ func (l *Ledger) SyncCommitted(ctx context.Context) error {
 		}
 		return nil
 	}
-	if l.db.Dialect != sqldb.SQLite {
-		return nil
+	wal, err := l.poolWALPath(ctx)
+	if err != nil || wal == "" { // :memory: has nothing to sync
+		return err
 	}
-	l.poolWALOnce.Do(func() {
-		var seq int
-		var name, file, mode string
-		if err := l.db.QueryRowContext(ctx, "PRAGMA database_list").Scan(&seq, &name, &file); err != nil {
-			l.poolWALErr = fmt.Errorf("ledger: locate database file: %w", err)
-			return
-		}
-		if err := l.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
-			l.poolWALErr = fmt.Errorf("ledger: journal mode: %w", err)
-			return
-		}
-		if file != "" && mode == "wal" {
-			l.poolWAL = file + "-wal"
-		}
-	})
-	if l.poolWALErr != nil || l.poolWAL == "" { // :memory: has nothing to sync
-		return l.poolWALErr
-	}
-	err := syncFile(l.poolWAL)
+	err = syncFile(wal)
 	if errors.Is(err, fs.ErrNotExist) {
 		// No WAL: the last connection closed and checkpointed it into the
 		// database file, fsynced.
 		return nil
 	}
 	return err
+}
+
+// poolWALPath finds the WAL file SyncCommitted fsyncs ("" when there is
+// none) once; a failed lookup (a request's deadline) is tried again next
+// time rather than remembered.
+func (l *Ledger) poolWALPath(ctx context.Context) (string, error) {
+	l.poolWALMu.Lock()
+	defer l.poolWALMu.Unlock()
+	if l.poolWALKnown {
+		return l.poolWAL, nil
+	}
+	var seq int
+	var name, file, mode string
+	if err := l.db.QueryRowContext(ctx, "PRAGMA database_list").Scan(&seq, &name, &file); err != nil {
+		return "", fmt.Errorf("ledger: locate database file: %w", err)
+	}
+	if err := l.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return "", fmt.Errorf("ledger: journal mode: %w", err)
+	}
+	if file != "" && mode == "wal" {
+		l.poolWAL = file + "-wal"
+	}
+	l.poolWALKnown = true
+	return l.poolWAL, nil
 }
 
 // syncFile is fsyncPath; tests wrap it to see what was synced.
